@@ -1,0 +1,1614 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, overflowcheck=False
+"""The simulated host CPU: a MIPS32 release-5 core of the P5600 class.
+
+This is *hardware*. It knows CP0, two TLBs (root and, with the VZ module, the
+guest's), segmentation control, exceptions and the VZ guest context. It does
+not know about memory slots, devices, guests' intentions or the hypervisor:
+whenever silicon would enter the root (host kernel) exception vector, `run()`
+returns `Stop.ROOT_EXCEPTION` with the root CP0 registers (Cause, EPC,
+BadVAddr, BadInstr, BadInstrP, GuestCtl0.GExcCode) describing the event, and
+the next `run()` is the root's `eret`.
+
+Physical memory is a table of host pages (`PhysicalMemory`): the host's RAM
+as the hardware sees it. An access to a physical address with no RAM behind it
+is a bus error.
+
+Speed comes from a software micro-TLB (as the P5600's own micro-TLBs): each
+CPU mode (root/guest x kernel/supervisor/user) has a direct-mapped cache from
+virtual page to host pointer, filled only after all architectural checks pass
+and flushed exactly when the translation it cached can change.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int8_t, int16_t, int32_t, uint64_t, int64_t, uintptr_t
+from libc.string cimport memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from kvmpy.arch.mips.hw.defs import Stop as _Stop
+
+# ---------------------------------------------------------------- constants
+DEF NTLB = 64
+DEF UT_BITS = 10
+DEF UT_SIZE = 1 << UT_BITS
+DEF UT_MASK = UT_SIZE - 1
+DEF NSETS = 6            # (root, guest) x (kernel, supervisor, user)
+DEF CHECK_INTERVAL = 512  # instructions between timer/kick polls
+
+DEF EXC_INT = 0
+DEF EXC_MOD = 1
+DEF EXC_TLBL = 2
+DEF EXC_TLBS = 3
+DEF EXC_ADEL = 4
+DEF EXC_ADES = 5
+DEF EXC_IBE = 6
+DEF EXC_DBE = 7
+DEF EXC_SYS = 8
+DEF EXC_BP = 9
+DEF EXC_RI = 10
+DEF EXC_CPU = 11
+DEF EXC_OV = 12
+DEF EXC_TR = 13
+DEF EXC_GE = 27
+
+DEF GEXC_GPSI = 0
+DEF GEXC_HC = 2
+DEF GEXC_GPA = 10
+
+DEF STOP_NONE = 0
+DEF STOP_ROOT_EXC = 1
+DEF STOP_BUDGET = 2
+DEF STOP_KICK = 3
+DEF STOP_ROOT_WAIT = 4
+DEF STOP_DEBUG = 5
+
+DEF ACC_LOAD = 0
+DEF ACC_STORE = 1
+DEF ACC_FETCH = 2
+
+DEF MODE_K = 0
+DEF MODE_S = 1
+DEF MODE_U = 2
+
+# register indices (reg*8+sel)
+DEF R_INDEX = 0
+DEF R_RANDOM = 8
+DEF R_ENTRYLO0 = 16
+DEF R_ENTRYLO1 = 24
+DEF R_CONTEXT = 32
+DEF R_USERLOCAL = 34
+DEF R_PAGEMASK = 40
+DEF R_PAGEGRAIN = 41
+DEF R_SEGCTL0 = 42
+DEF R_SEGCTL1 = 43
+DEF R_SEGCTL2 = 44
+DEF R_WIRED = 48
+DEF R_HWRENA = 56
+DEF R_BADVADDR = 64
+DEF R_BADINSTR = 65
+DEF R_BADINSTRP = 66
+DEF R_COUNT = 72
+DEF R_ENTRYHI = 80
+DEF R_GUESTCTL1 = 84
+DEF R_GUESTCTL2 = 85
+DEF R_COMPARE = 88
+DEF R_STATUS = 96
+DEF R_INTCTL = 97
+DEF R_SRSCTL = 98
+DEF R_SRSMAP = 99
+DEF R_GUESTCTL0 = 102
+DEF R_GTOFFSET = 103
+DEF R_CAUSE = 104
+DEF R_EPC = 112
+DEF R_PRID = 120
+DEF R_EBASE = 121
+DEF R_CONFIG0 = 128
+DEF R_CONFIG1 = 129
+DEF R_CONFIG2 = 130
+DEF R_CONFIG3 = 131
+DEF R_CONFIG4 = 132
+DEF R_CONFIG5 = 133
+DEF R_LLADDR = 136
+DEF R_ERROREPC = 240
+DEF R_DESAVE = 248
+
+DEF ST_IE = 0x1
+DEF ST_EXL = 0x2
+DEF ST_ERL = 0x4
+DEF ST_BEV = 0x400000
+DEF ST_CU0 = 0x10000000
+DEF ST_CU1 = 0x20000000
+
+
+DEF GC0_CP0 = 0x10000000
+DEF GC0_CG = 0x01000000
+
+# Writable bits of Status: CU3-0, RP, FR, RE, MX, BEV, TS, SR, NMI, IM, KSU, ERL, EXL, IE
+# Writable Status bits: CU0, RP, BEV, TS, SR, NMI, IM7-0, KSU, ERL, EXL, IE.
+# CU1 stays 0 because this core has no FPU; RE and MX are not implemented.
+DEF STATUS_WMASK = 0x1878FF1F
+
+
+cdef inline uint64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint32_t sext16(uint32_t v) noexcept nogil:
+    return <uint32_t><int32_t><int16_t>(v & 0xFFFF)
+
+
+cdef class PhysicalMemory:
+    """The host physical address space as the simulated hardware sees it.
+
+    Host RAM is attached in 4 KiB pages: `attach(hpa, buffer)` makes the bytes
+    of a writable buffer (an mmap) appear at host physical address `hpa`.
+    Nothing is copied: the CPU loads and stores straight into the buffer.
+    """
+
+    cdef uint64_t* page_ptr      # host address of each 4 KiB physical page, 0 = no RAM
+    cdef uint32_t npages
+    cdef object _keep            # buffers kept alive while attached
+    cdef object _table           # backing storage of page_ptr
+
+    def __cinit__(self, uint64_t size_bytes=1 << 32):
+        self.npages = <uint32_t>(size_bytes >> 12)
+        self._table = bytearray(self.npages * 8)
+        cdef unsigned char[::1] t = self._table
+        self.page_ptr = <uint64_t*>&t[0]
+        self._keep = {}
+
+    def attach(self, uint64_t hpa, buffer):
+        """Attach a writable buffer as RAM at host physical address `hpa`."""
+        cdef unsigned char[::1] mv = buffer
+        cdef uint64_t size = mv.shape[0]
+        if hpa & 0xFFF or size & 0xFFF or size == 0:
+            raise ValueError("attach: hpa and size must be non-zero multiples of 4 KiB")
+        if (hpa + size) >> 12 > self.npages:
+            raise ValueError("attach: range beyond the physical address space")
+        cdef uint64_t i
+        for i in range(size >> 12):
+            if self.page_ptr[(hpa >> 12) + i]:
+                raise ValueError("attach: physical range already holds RAM")
+        cdef uint64_t base = <uint64_t><uintptr_t>&mv[0]
+        for i in range(size >> 12):
+            self.page_ptr[(hpa >> 12) + i] = base + (i << 12)
+        self._keep[hpa] = (mv, size)
+
+    def detach(self, uint64_t hpa):
+        mv, size = self._keep.pop(hpa)
+        cdef uint64_t i
+        for i in range(<uint64_t>size >> 12):
+            self.page_ptr[(hpa >> 12) + i] = 0
+
+    def has_ram(self, uint64_t hpa):
+        return (hpa >> 12) < self.npages and self.page_ptr[hpa >> 12] != 0
+
+
+cdef struct TlbEntry:
+    uint32_t hi        # VPN2 | ASID
+    uint32_t mask      # PageMask
+    uint32_t lo0
+    uint32_t lo1
+    uint32_t guestid   # root TLB only: which guest (0 = root)
+
+
+cdef class Cpu:
+    """One simulated P5600-class core with the VZ module.
+
+    Python-visible state is exposed through small accessors; the hot loop is
+    `run()`, which executes with the GIL released.
+    """
+
+    # general state
+    cdef uint32_t gpr[32]
+    cdef public uint32_t hi, lo
+    cdef uint32_t pc_, npc
+    cdef int bd                     # instruction at pc_ is in a delay slot
+    cdef int bd_cur                 # the instruction being executed is in a delay slot
+    cdef uint32_t fault_pc          # address of the instruction being executed
+    cdef uint32_t cur_insn, prev_insn
+    cdef public uint64_t icount
+    cdef int llbit
+
+    # CP0: [0] root, [1] guest
+    cdef uint32_t cp0[2][256]
+    cdef TlbEntry tlb[2][NTLB]
+    cdef uint32_t random_state
+
+    # timer
+    cdef public double count_hz
+    cdef uint64_t t0_ns
+    cdef uint32_t count_base       # root Count at t0
+    cdef uint32_t last_count[2]
+
+    # execution control
+    cdef int stop
+    cdef int kick_flag
+    cdef int irq_check
+
+    # current mode cache
+    cdef int guest_mode
+    cdef int ctx                   # 0 root, 1 guest
+    cdef int mode                  # MODE_K/S/U of current context
+    cdef int uset                  # micro-TLB set in use
+
+    # segmentation: per context, per mode, per 512 MiB segment
+    #   kind 0 = address error, 1 = mapped, 2 = unmapped; pa base for unmapped
+    cdef uint8_t seg_kind[2][3][8]
+    cdef uint32_t seg_pa[2][3][8]
+
+    # micro-TLB
+    cdef uint32_t ut_rtag[NSETS][UT_SIZE]
+    cdef uint64_t ut_roff[NSETS][UT_SIZE]
+    cdef uint32_t ut_wtag[NSETS][UT_SIZE]
+    cdef uint64_t ut_woff[NSETS][UT_SIZE]
+
+    cdef PhysicalMemory phys
+    cdef uint64_t* page_ptr
+    cdef uint32_t npages
+
+    def __cinit__(self, PhysicalMemory phys, int cpu_num=0, double count_hz=100e6):
+        self.phys = phys
+        self.page_ptr = phys.page_ptr
+        self.npages = phys.npages
+        self.count_hz = count_hz
+        self.t0_ns = now_ns()
+        self.count_base = 0
+        self.random_state = 0x12345
+        self.reset(cpu_num)
+
+    # ------------------------------------------------------------ reset
+    def get_gpr(self, int i):
+        return self.gpr[i & 31]
+
+    def set_gpr(self, int i, uint32_t value):
+        if i & 31:
+            self.gpr[i & 31] = value
+
+    def reset(self, int cpu_num=0):
+        """Cold reset: registers cleared, CP0 at reset values, PC at the reset vector."""
+        memset(self.gpr, 0, sizeof(self.gpr))
+        memset(self.cp0, 0, sizeof(self.cp0))
+        memset(self.tlb, 0, sizeof(self.tlb))
+        self.hi = 0
+        self.lo = 0
+        self.llbit = 0
+        self.icount = 0
+        self.stop = STOP_NONE
+        self.kick_flag = 0
+        cdef int c, i
+        for c in range(2):
+            self.cp0[c][R_STATUS] = ST_BEV | ST_ERL
+            self.cp0[c][R_PRID] = 0x0001A820
+            self.cp0[c][R_EBASE] = 0x80000000U | (cpu_num & 0x3FF)
+            # Config0: M, AR=1 (release 2+), MT=1 (standard TLB), K0=2 (uncached)
+            self.cp0[c][R_CONFIG0] = 0x80000000U | (1 << 10) | (1 << 7) | 2
+            # Config1: M, 64 TLB entries, 32 KiB 4-way I and D caches, 32-byte lines, no FPU
+            self.cp0[c][R_CONFIG1] = (0x80000000U | ((NTLB - 1) << 25) | (2 << 22) | (4 << 19) | (3 << 16)
+                                      | (2 << 13) | (4 << 10) | (3 << 7))
+            self.cp0[c][R_CONFIG2] = 0x80000000U
+            # Config3: M, BP, BI, SC, ULRI, VInt (+VZ for the root only)
+            self.cp0[c][R_CONFIG3] = 0x80000000U | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 13) | (1 << 5)
+            # Config4: M, KScrExist = KScratch1..2 (sel 2, 3)
+            self.cp0[c][R_CONFIG4] = 0x80000000U | (0x0C << 16)
+            self.cp0[c][R_CONFIG5] = 0
+            self.cp0[c][R_WIRED] = 0
+            self.cp0[c][R_INTCTL] = (7 << 29) | (6 << 26)   # IPTI=7, IPPCI=6
+            self.cp0[c][R_SEGCTL0] = 0x00200010
+            self.cp0[c][R_SEGCTL1] = 0x00030002
+            self.cp0[c][R_SEGCTL2] = 0x00480448
+            self.cp0[c][R_PAGEGRAIN] = 0
+            self.cp0[c][R_COMPARE] = 0
+            for i in range(NTLB):
+                # distinct, never-matching VPN2s in kseg0 keep the TLB free of duplicates
+                self.tlb[c][i].hi = 0x80000000U + <uint32_t>i * 0x2000
+        self.cp0[0][R_CONFIG3] |= (1 << 23)   # VZ module present (root only)
+        self.last_count[0] = 0
+        self.last_count[1] = 0
+        for c in range(2):
+            self.recompute_segments(c)
+        self.update_mode()
+        self.flush_utlb_all()
+        self.pc_ = 0xBFC00000U
+        self.npc = 0xBFC00004U
+        self.bd = 0
+
+    # ------------------------------------------------------------ accessors
+    @property
+    def pc(self):
+        return self.pc_
+
+    @pc.setter
+    def pc(self, uint32_t value):
+        self.pc_ = value
+        self.npc = value + 4
+        self.bd = 0
+
+    @property
+    def in_delay_slot(self):
+        return bool(self.bd)
+
+    def cp0_read(self, int ctx, int reg, int sel=0):
+        """Read a CP0 register of the root (ctx 0) or guest (ctx 1) context, as mfc0/mfgc0 would."""
+        return self.mfc0(ctx, reg * 8 + sel)
+
+    def cp0_write(self, int ctx, int reg, int sel, uint32_t value):
+        """Write a CP0 register with the side effects of mtc0/mtgc0 (root-privileged write)."""
+        self.mtc0(ctx, reg * 8 + sel, value, 1)
+
+    def cp0_set_raw(self, int ctx, int reg, int sel, uint32_t value):
+        """Write a CP0 register's storage directly, bypassing write masks (reset-time configuration)."""
+        self.cp0[ctx][reg * 8 + sel] = value
+        if reg == 5 and 2 <= sel <= 4:
+            self.recompute_segments(ctx)
+        self.update_mode()
+        self.flush_utlb_all()
+        self.irq_check = 1
+
+    def tlb_read(self, int ctx, int index):
+        """Return (entryhi, pagemask, entrylo0, entrylo1, guestid) of one TLB entry."""
+        if index < 0 or index >= NTLB:
+            raise IndexError("TLB index out of range")
+        cdef TlbEntry* e = &self.tlb[ctx][index]
+        return (e.hi, e.mask, e.lo0, e.lo1, e.guestid)
+
+    def tlb_write(self, int ctx, int index, uint32_t entryhi, uint32_t pagemask,
+                  uint32_t entrylo0, uint32_t entrylo1, uint32_t guestid=0):
+        """Write one TLB entry through the hardware's write port (tlbwi/tlbgwi semantics)."""
+        if index < 0 or index >= NTLB:
+            raise IndexError("TLB index out of range")
+        self.write_tlb_entry(ctx, index, entryhi, pagemask, entrylo0, entrylo1, guestid)
+
+    def tlb_write_random(self, int ctx, uint32_t entryhi, uint32_t pagemask,
+                         uint32_t entrylo0, uint32_t entrylo1, uint32_t guestid=0):
+        """tlbwr: write a non-wired entry chosen by the Random register; returns its index."""
+        cdef int idx = self.random_index(ctx)
+        self.write_tlb_entry(ctx, idx, entryhi, pagemask, entrylo0, entrylo1, guestid)
+        return idx
+
+    def tlb_probe(self, int ctx, uint32_t entryhi, uint32_t guestid=0):
+        """tlbp: index of the entry matching entryhi (VPN2+ASID), or -1."""
+        return self.probe(ctx, entryhi, guestid)
+
+    def tlb_invalidate_guestid(self, uint32_t guestid):
+        """tlbginvf: invalidate every root TLB entry tagged with `guestid`."""
+        cdef int i
+        for i in range(NTLB):
+            if self.tlb[0][i].guestid == guestid:
+                self.write_tlb_entry(0, i, 0x80000000U + <uint32_t>i * 0x2000, 0, 0, 0, 0)
+
+    def kick(self):
+        """Ask a running `run()` to return Stop.KICK at the next instruction boundary (thread-safe)."""
+        self.kick_flag = 1
+
+    def guest_count(self):
+        return self.read_count(1)
+
+    def ns_until_timer(self, int ctx):
+        """Nanoseconds until the context's Count reaches its Compare (0 if already pending)."""
+        cdef uint32_t cnt = self.read_count(ctx)
+        if self.cp0[ctx][R_CAUSE] & 0x40000000:
+            return 0
+        cdef uint32_t delta = self.cp0[ctx][R_COMPARE] - cnt
+        return int(delta / self.count_hz * 1e9)
+
+    def interrupt_pending(self, int ctx):
+        """True when the context has an unmasked, enabled interrupt pending."""
+        self.update_timers()
+        return bool(self.irq_pending(ctx))
+
+    def set_guest_vip(self, uint32_t lines):
+        """GuestCtl2.VIP: assert guest hardware interrupt lines IP2..IP7 (bit 0 = IP2)."""
+        self.cp0[0][R_GUESTCTL2] = (self.cp0[0][R_GUESTCTL2] & ~0xFC00) | ((lines & 0x3F) << 10)
+        self.refresh_guest_ip()
+        self.irq_check = 1
+
+    def read_u32(self, uint64_t hpa):
+        """Debug port: read a word of host physical memory (None if no RAM)."""
+        if (hpa >> 12) >= self.npages or not self.page_ptr[hpa >> 12]:
+            return None
+        return (<uint32_t*><uintptr_t>(self.page_ptr[hpa >> 12] + (hpa & 0xFFC)))[0]
+
+    def translate(self, uint32_t va, int access=0):
+        """Translate a virtual address in the current mode without side effects.
+
+        Returns the host physical address, or None if the access would fault.
+        """
+        cdef uint32_t pa
+        cdef int r = self.xlat_nofault(va, access, &pa)
+        if r:
+            return None
+        return pa
+
+    # ------------------------------------------------------------ run loop
+    def run(self, uint64_t budget):
+        """Execute until a root-level event or `budget` instructions; returns a Stop.
+
+        If the root's Status.EXL is set (a root exception was taken), starting
+        execution is the root's `eret`: execution resumes at root EPC with EXL
+        cleared, in guest mode when GuestCtl0.GM is set.
+        """
+        cdef int r
+        if self.cp0[0][R_STATUS] & ST_EXL:
+            self.cp0[0][R_STATUS] &= ~ST_EXL
+            self.pc_ = self.cp0[0][R_EPC]
+            self.npc = self.pc_ + 4
+            self.bd = 0
+            self.llbit = 0
+        self.update_mode()
+        self.irq_check = 1
+        with nogil:
+            r = self.loop(budget)
+        return _Stop(r)
+
+    cdef int loop(self, uint64_t budget) noexcept nogil:
+        cdef uint32_t insn, op, rs, rt, rd, sa, fn, a, v, t, pc
+        cdef int32_t simm
+        cdef uint64_t u64
+        cdef int64_t s64
+        cdef uint8_t* p
+        cdef uint32_t idx
+        cdef uint32_t* g = self.gpr
+        cdef uint64_t end = self.icount + budget
+        cdef int poll = 0
+        cdef int taken
+        self.stop = STOP_NONE
+        while True:
+            if poll <= 0:
+                poll = CHECK_INTERVAL
+                if self.kick_flag:
+                    self.kick_flag = 0
+                    return STOP_KICK
+                if self.icount >= end:
+                    return STOP_BUDGET
+                self.update_timers()
+            poll -= 1
+            if self.irq_check and not self.bd:
+                self.irq_check = 0
+                if self.take_interrupt():
+                    if self.stop:
+                        return self.stop
+                    continue
+            pc = self.pc_
+            self.bd_cur = self.bd
+            self.fault_pc = pc
+            # ---- fetch
+            idx = (pc >> 12) & UT_MASK
+            if self.ut_rtag[self.uset][idx] == ((pc >> 12) | 0x80000000U) and not (pc & 3):
+                insn = (<uint32_t*><uintptr_t>(pc + self.ut_roff[self.uset][idx]))[0]
+            else:
+                p = self.xlat(pc, ACC_FETCH)
+                if p == NULL:
+                    if self.stop:
+                        return self.stop
+                    continue
+                insn = (<uint32_t*>p)[0]
+            self.prev_insn = self.cur_insn
+            self.cur_insn = insn
+            self.icount += 1
+            # default sequential flow
+            self.pc_ = self.npc
+            self.npc = self.npc + 4
+            self.bd = 0
+            rs = (insn >> 21) & 31
+            op = insn >> 26
+            rt = (insn >> 16) & 31
+            simm = <int32_t><int16_t>(insn & 0xFFFF)
+            if op == 0:
+                rd = (insn >> 11) & 31
+                sa = (insn >> 6) & 31
+                fn = insn & 63
+                if fn == 0:
+                    g[rd] = g[rt] << sa
+                elif fn == 2:
+                    if rs == 1:
+                        g[rd] = (g[rt] >> sa) | (g[rt] << ((32 - sa) & 31)) if sa else g[rt]
+                    elif rs == 0:
+                        g[rd] = g[rt] >> sa
+                    else:
+                        self.exc_ri(pc)
+                elif fn == 3:
+                    g[rd] = <uint32_t>(<int32_t>g[rt] >> sa)
+                elif fn == 4:
+                    g[rd] = g[rt] << (g[rs] & 31)
+                elif fn == 6:
+                    t = g[rs] & 31
+                    if sa == 1:
+                        g[rd] = (g[rt] >> t) | (g[rt] << ((32 - t) & 31)) if t else g[rt]
+                    elif sa == 0:
+                        g[rd] = g[rt] >> t
+                    else:
+                        self.exc_ri(pc)
+                elif fn == 7:
+                    g[rd] = <uint32_t>(<int32_t>g[rt] >> (g[rs] & 31))
+                elif fn == 8:      # jr
+                    self.branch(g[rs])
+                elif fn == 9:      # jalr
+                    t = g[rs]
+                    g[rd] = pc + 8
+                    self.branch(t)
+                elif fn == 10:
+                    if g[rt] == 0:
+                        g[rd] = g[rs]
+                elif fn == 11:
+                    if g[rt] != 0:
+                        g[rd] = g[rs]
+                elif fn == 12:
+                    self.exception(pc, EXC_SYS, 0, 0)
+                elif fn == 13:
+                    self.exception(pc, EXC_BP, 0, 0)
+                elif fn == 15:
+                    pass           # sync
+                elif fn == 16:
+                    g[rd] = self.hi
+                elif fn == 17:
+                    self.hi = g[rs]
+                elif fn == 18:
+                    g[rd] = self.lo
+                elif fn == 19:
+                    self.lo = g[rs]
+                elif fn == 24:
+                    s64 = <int64_t><int32_t>g[rs] * <int64_t><int32_t>g[rt]
+                    self.lo = <uint32_t>s64
+                    self.hi = <uint32_t>(s64 >> 32)
+                elif fn == 25:
+                    u64 = <uint64_t>g[rs] * <uint64_t>g[rt]
+                    self.lo = <uint32_t>u64
+                    self.hi = <uint32_t>(u64 >> 32)
+                elif fn == 26:
+                    self.div_signed(g[rs], g[rt])
+                elif fn == 27:
+                    if g[rt] != 0:
+                        self.lo = g[rs] / g[rt]
+                        self.hi = g[rs] % g[rt]
+                elif fn == 32:
+                    t = g[rs] + g[rt]
+                    if ((g[rs] ^ t) & (g[rt] ^ t)) >> 31:
+                        self.exception(pc, EXC_OV, 0, 0)
+                    else:
+                        g[rd] = t
+                elif fn == 33:
+                    g[rd] = g[rs] + g[rt]
+                elif fn == 34:
+                    t = g[rs] - g[rt]
+                    if ((g[rs] ^ g[rt]) & (g[rs] ^ t)) >> 31:
+                        self.exception(pc, EXC_OV, 0, 0)
+                    else:
+                        g[rd] = t
+                elif fn == 35:
+                    g[rd] = g[rs] - g[rt]
+                elif fn == 36:
+                    g[rd] = g[rs] & g[rt]
+                elif fn == 37:
+                    g[rd] = g[rs] | g[rt]
+                elif fn == 38:
+                    g[rd] = g[rs] ^ g[rt]
+                elif fn == 39:
+                    g[rd] = ~(g[rs] | g[rt])
+                elif fn == 42:
+                    g[rd] = 1 if <int32_t>g[rs] < <int32_t>g[rt] else 0
+                elif fn == 43:
+                    g[rd] = 1 if g[rs] < g[rt] else 0
+                elif fn == 48:
+                    if <int32_t>g[rs] >= <int32_t>g[rt]:
+                        self.exception(pc, EXC_TR, 0, 0)
+                elif fn == 49:
+                    if g[rs] >= g[rt]:
+                        self.exception(pc, EXC_TR, 0, 0)
+                elif fn == 50:
+                    if <int32_t>g[rs] < <int32_t>g[rt]:
+                        self.exception(pc, EXC_TR, 0, 0)
+                elif fn == 51:
+                    if g[rs] < g[rt]:
+                        self.exception(pc, EXC_TR, 0, 0)
+                elif fn == 52:
+                    if g[rs] == g[rt]:
+                        self.exception(pc, EXC_TR, 0, 0)
+                elif fn == 54:
+                    if g[rs] != g[rt]:
+                        self.exception(pc, EXC_TR, 0, 0)
+                elif fn == 1:
+                    self.exc_cpu(pc, 1)    # movf/movt need the FPU
+                else:
+                    self.exc_ri(pc)
+            elif op == 9:
+                g[rt] = g[rs] + <uint32_t>simm
+            elif op == 15:
+                g[rt] = (insn & 0xFFFF) << 16
+            elif op == 13:
+                g[rt] = g[rs] | (insn & 0xFFFF)
+            elif op == 12:
+                g[rt] = g[rs] & (insn & 0xFFFF)
+            elif op == 14:
+                g[rt] = g[rs] ^ (insn & 0xFFFF)
+            elif op == 10:
+                g[rt] = 1 if <int32_t>g[rs] < simm else 0
+            elif op == 11:
+                g[rt] = 1 if g[rs] < <uint32_t>simm else 0
+            elif op == 8:
+                t = g[rs] + <uint32_t>simm
+                if ((g[rs] ^ t) & (<uint32_t>simm ^ t)) >> 31:
+                    self.exception(pc, EXC_OV, 0, 0)
+                else:
+                    g[rt] = t
+            elif op == 35:         # lw
+                a = g[rs] + <uint32_t>simm
+                idx = (a >> 12) & UT_MASK
+                if self.ut_rtag[self.uset][idx] == ((a >> 12) | 0x80000000U) and not (a & 3):
+                    g[rt] = (<uint32_t*><uintptr_t>(a + self.ut_roff[self.uset][idx]))[0]
+                elif a & 3:
+                    self.addr_error(pc, a, ACC_LOAD)
+                else:
+                    p = self.xlat(a, ACC_LOAD)
+                    if p != NULL:
+                        g[rt] = (<uint32_t*>p)[0]
+            elif op == 43:         # sw
+                a = g[rs] + <uint32_t>simm
+                idx = (a >> 12) & UT_MASK
+                if self.ut_wtag[self.uset][idx] == ((a >> 12) | 0x80000000U) and not (a & 3):
+                    (<uint32_t*><uintptr_t>(a + self.ut_woff[self.uset][idx]))[0] = g[rt]
+                elif a & 3:
+                    self.addr_error(pc, a, ACC_STORE)
+                else:
+                    p = self.xlat(a, ACC_STORE)
+                    if p != NULL:
+                        (<uint32_t*>p)[0] = g[rt]
+            elif op == 4:          # beq
+                if g[rs] == g[rt]:
+                    self.branch(pc + 4 + (<uint32_t>simm << 2))
+                else:
+                    self.bd = 1
+            elif op == 5:          # bne
+                if g[rs] != g[rt]:
+                    self.branch(pc + 4 + (<uint32_t>simm << 2))
+                else:
+                    self.bd = 1
+            elif op == 6:
+                if <int32_t>g[rs] <= 0:
+                    self.branch(pc + 4 + (<uint32_t>simm << 2))
+                else:
+                    self.bd = 1
+            elif op == 7:
+                if <int32_t>g[rs] > 0:
+                    self.branch(pc + 4 + (<uint32_t>simm << 2))
+                else:
+                    self.bd = 1
+            elif op == 20 or op == 21 or op == 22 or op == 23:   # branch likely
+                if op == 20:
+                    taken = g[rs] == g[rt]
+                elif op == 21:
+                    taken = g[rs] != g[rt]
+                elif op == 22:
+                    taken = <int32_t>g[rs] <= 0
+                else:
+                    taken = <int32_t>g[rs] > 0
+                if taken:
+                    self.branch(pc + 4 + (<uint32_t>simm << 2))
+                else:
+                    self.nullify()
+            elif op == 2:
+                self.branch(((pc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2))
+            elif op == 3:
+                g[31] = pc + 8
+                self.branch(((pc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2))
+            elif op == 1:
+                self.regimm(pc, insn, rs, rt, simm)
+            elif op == 32 or op == 36:     # lb, lbu
+                a = g[rs] + <uint32_t>simm
+                idx = (a >> 12) & UT_MASK
+                if self.ut_rtag[self.uset][idx] == ((a >> 12) | 0x80000000U):
+                    p = <uint8_t*><uintptr_t>(a + self.ut_roff[self.uset][idx])
+                else:
+                    p = self.xlat(a, ACC_LOAD)
+                if p != NULL:
+                    if op == 32:
+                        g[rt] = <uint32_t><int32_t>(<int8_t*>p)[0]
+                    else:
+                        g[rt] = p[0]
+            elif op == 33 or op == 37:     # lh, lhu
+                a = g[rs] + <uint32_t>simm
+                if a & 1:
+                    self.addr_error(pc, a, ACC_LOAD)
+                else:
+                    p = self.xlat(a, ACC_LOAD)
+                    if p != NULL:
+                        if op == 33:
+                            g[rt] = <uint32_t><int32_t>(<int16_t*>p)[0]
+                        else:
+                            g[rt] = (<uint16_t*>p)[0]
+            elif op == 40:         # sb
+                a = g[rs] + <uint32_t>simm
+                idx = (a >> 12) & UT_MASK
+                if self.ut_wtag[self.uset][idx] == ((a >> 12) | 0x80000000U):
+                    p = <uint8_t*><uintptr_t>(a + self.ut_woff[self.uset][idx])
+                else:
+                    p = self.xlat(a, ACC_STORE)
+                if p != NULL:
+                    p[0] = <uint8_t>g[rt]
+            elif op == 41:         # sh
+                a = g[rs] + <uint32_t>simm
+                if a & 1:
+                    self.addr_error(pc, a, ACC_STORE)
+                else:
+                    p = self.xlat(a, ACC_STORE)
+                    if p != NULL:
+                        (<uint16_t*>p)[0] = <uint16_t>g[rt]
+            elif op == 34 or op == 38:     # lwl, lwr
+                a = g[rs] + <uint32_t>simm
+                p = self.xlat(a & ~3, ACC_LOAD)
+                if p != NULL:
+                    v = (<uint32_t*>p)[0]
+                    t = a & 3
+                    if op == 34:
+                        if t == 3:
+                            g[rt] = v
+                        else:
+                            g[rt] = (v << (8 * (3 - t))) | (g[rt] & ((1U << (8 * (3 - t))) - 1))
+                    else:
+                        if t == 0:
+                            g[rt] = v
+                        else:
+                            g[rt] = (v >> (8 * t)) | (g[rt] & ~(0xFFFFFFFFU >> (8 * t)))
+            elif op == 42 or op == 46:     # swl, swr
+                a = g[rs] + <uint32_t>simm
+                p = self.xlat(a & ~3, ACC_STORE)
+                if p != NULL:
+                    v = (<uint32_t*>p)[0]
+                    t = a & 3
+                    if op == 42:
+                        if t == 3:
+                            v = g[rt]
+                        else:
+                            v = (v & ~(0xFFFFFFFFU >> (8 * (3 - t)))) | (g[rt] >> (8 * (3 - t)))
+                    else:
+                        if t != 0:
+                            v = (v & ((1U << (8 * t)) - 1)) | (g[rt] << (8 * t))
+                        else:
+                            v = g[rt]
+                    (<uint32_t*>p)[0] = v
+            elif op == 48:         # ll
+                a = g[rs] + <uint32_t>simm
+                if a & 3:
+                    self.addr_error(pc, a, ACC_LOAD)
+                else:
+                    p = self.xlat(a, ACC_LOAD)
+                    if p != NULL:
+                        g[rt] = (<uint32_t*>p)[0]
+                        self.llbit = 1
+                        self.cp0[self.ctx][R_LLADDR] = a >> 4
+            elif op == 56:         # sc
+                a = g[rs] + <uint32_t>simm
+                if a & 3:
+                    self.addr_error(pc, a, ACC_STORE)
+                else:
+                    p = self.xlat(a, ACC_STORE)
+                    if p != NULL:
+                        if self.llbit:
+                            (<uint32_t*>p)[0] = g[rt]
+                            g[rt] = 1
+                        else:
+                            g[rt] = 0
+                        self.llbit = 0
+            elif op == 28:
+                self.special2(pc, insn, rs, rt)
+            elif op == 31:
+                self.special3(pc, insn, rs, rt)
+            elif op == 16:
+                self.cop0(pc, insn, rs, rt)
+            elif op == 47:         # cache
+                if self.mode != MODE_K and not (self.cp0[self.ctx][R_STATUS] & ST_CU0):
+                    self.exc_cpu(pc, 0)
+                elif self.guest_mode and not (self.cp0[0][R_GUESTCTL0] & GC0_CG):
+                    self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+            elif op == 51:
+                pass               # pref
+            elif op == 17 or op == 49 or op == 53 or op == 57 or op == 61 or op == 19:
+                self.exc_cpu(pc, 1)
+            elif op == 18 or op == 50 or op == 54 or op == 58 or op == 62:
+                self.exc_cpu(pc, 2)
+            else:
+                self.exc_ri(pc)
+            g[0] = 0
+            if self.stop:
+                return self.stop
+
+    # ------------------------------------------------------------ control flow helpers
+    cdef inline void branch(self, uint32_t target) noexcept nogil:
+        # the instruction now at pc_ is the delay slot; after it, go to target
+        self.npc = target
+        self.bd = 1
+
+    cdef inline void nullify(self) noexcept nogil:
+        # branch-likely not taken: skip the delay slot
+        self.pc_ = self.npc
+        self.npc = self.pc_ + 4
+
+    cdef void regimm(self, uint32_t pc, uint32_t insn, uint32_t rs, uint32_t rt, int32_t simm) noexcept nogil:
+        cdef uint32_t* g = self.gpr
+        cdef int32_t s = <int32_t>g[rs]
+        cdef int cond
+        cdef uint32_t target = pc + 4 + (<uint32_t>simm << 2)
+        if rt == 0 or rt == 2 or rt == 16 or rt == 18:
+            cond = s < 0
+        elif rt == 1 or rt == 3 or rt == 17 or rt == 19:
+            cond = s >= 0
+        elif rt == 8:
+            if s >= simm:
+                self.exception(pc, EXC_TR, 0, 0)
+            return
+        elif rt == 9:
+            if g[rs] >= <uint32_t>simm:
+                self.exception(pc, EXC_TR, 0, 0)
+            return
+        elif rt == 10:
+            if s < simm:
+                self.exception(pc, EXC_TR, 0, 0)
+            return
+        elif rt == 11:
+            if g[rs] < <uint32_t>simm:
+                self.exception(pc, EXC_TR, 0, 0)
+            return
+        elif rt == 12:
+            if s == simm:
+                self.exception(pc, EXC_TR, 0, 0)
+            return
+        elif rt == 14:
+            if s != simm:
+                self.exception(pc, EXC_TR, 0, 0)
+            return
+        elif rt == 31:
+            return                 # synci: caches are coherent here
+        else:
+            self.exc_ri(pc)
+            return
+        if rt >= 16:
+            g[31] = pc + 8         # link even when not taken
+        if cond:
+            self.branch(target)
+        elif rt == 2 or rt == 3 or rt == 18 or rt == 19:
+            self.nullify()
+        else:
+            self.bd = 1
+
+    cdef void div_signed(self, uint32_t a, uint32_t b) noexcept nogil:
+        # division by zero is UNPREDICTABLE in the architecture; HI/LO are left unchanged
+        if b == 0:
+            return
+        if a == 0x80000000U and b == 0xFFFFFFFFU:
+            self.lo = 0x80000000U
+            self.hi = 0
+            return
+        self.lo = <uint32_t>(<int32_t>a / <int32_t>b)
+        self.hi = <uint32_t>(<int32_t>a % <int32_t>b)
+
+    cdef void special2(self, uint32_t pc, uint32_t insn, uint32_t rs, uint32_t rt) noexcept nogil:
+        cdef uint32_t* g = self.gpr
+        cdef uint32_t fn = insn & 63
+        cdef uint32_t rd = (insn >> 11) & 31
+        cdef int64_t acc
+        cdef uint64_t uacc
+        cdef uint32_t v
+        cdef int n
+        if fn == 2:
+            g[rd] = <uint32_t>(<int32_t>g[rs] * <int32_t>g[rt])
+        elif fn == 0 or fn == 4:
+            acc = <int64_t>((<uint64_t>self.hi << 32) | self.lo)
+            if fn == 0:
+                acc = acc + <int64_t><int32_t>g[rs] * <int64_t><int32_t>g[rt]
+            else:
+                acc = acc - <int64_t><int32_t>g[rs] * <int64_t><int32_t>g[rt]
+            self.lo = <uint32_t>acc
+            self.hi = <uint32_t>(<uint64_t>acc >> 32)
+        elif fn == 1 or fn == 5:
+            uacc = (<uint64_t>self.hi << 32) | self.lo
+            if fn == 1:
+                uacc = uacc + <uint64_t>g[rs] * <uint64_t>g[rt]
+            else:
+                uacc = uacc - <uint64_t>g[rs] * <uint64_t>g[rt]
+            self.lo = <uint32_t>uacc
+            self.hi = <uint32_t>(uacc >> 32)
+        elif fn == 32 or fn == 33:          # clz, clo
+            v = g[rs] if fn == 32 else ~g[rs]
+            n = 0
+            if v == 0:
+                n = 32
+            else:
+                while not (v & 0x80000000U):
+                    v <<= 1
+                    n += 1
+            g[rd] = n
+        elif fn == 63:                      # sdbbp
+            self.root_stop(pc, STOP_DEBUG)
+        else:
+            self.exc_ri(pc)
+
+    cdef void special3(self, uint32_t pc, uint32_t insn, uint32_t rs, uint32_t rt) noexcept nogil:
+        cdef uint32_t* g = self.gpr
+        cdef uint32_t fn = insn & 63
+        cdef uint32_t rd = (insn >> 11) & 31
+        cdef uint32_t sa = (insn >> 6) & 31
+        cdef uint32_t size, mask, v
+        if fn == 0:                         # ext: pos=sa, size=rd+1
+            size = rd + 1
+            mask = 0xFFFFFFFFU if size >= 32 else ((1U << size) - 1)
+            g[rt] = (g[rs] >> sa) & mask
+        elif fn == 4:                       # ins: lsb=sa, msb=rd
+            if rd < sa:
+                return                      # UNPREDICTABLE: leave rt unchanged
+            size = rd - sa + 1
+            mask = (0xFFFFFFFFU if size >= 32 else ((1U << size) - 1)) << sa
+            g[rt] = (g[rt] & ~mask) | ((g[rs] << sa) & mask)
+        elif fn == 32:                      # bshfl
+            v = g[rt]
+            if sa == 2:
+                g[rd] = ((v & 0x00FF00FF) << 8) | ((v >> 8) & 0x00FF00FF)
+            elif sa == 16:
+                g[rd] = <uint32_t><int32_t><int8_t>(v & 0xFF)
+            elif sa == 24:
+                g[rd] = <uint32_t><int32_t><int16_t>(v & 0xFFFF)
+            else:
+                self.exc_ri(pc)
+        elif fn == 59:                      # rdhwr
+            self.rdhwr(pc, rt, rd)
+        else:
+            self.exc_ri(pc)
+
+    cdef void rdhwr(self, uint32_t pc, uint32_t rt, uint32_t rd) noexcept nogil:
+        cdef int c = self.ctx
+        if self.mode != MODE_K and not (self.cp0[c][R_STATUS] & ST_CU0):
+            if not ((self.cp0[c][R_HWRENA] >> rd) & 1):
+                self.exc_ri(pc)
+                return
+        if rd == 0:
+            self.gpr[rt] = self.cp0[c][R_EBASE] & 0x3FF
+        elif rd == 1:
+            self.gpr[rt] = 32
+        elif rd == 2:
+            self.gpr[rt] = self.read_count(c)
+        elif rd == 3:
+            self.gpr[rt] = 2
+        elif rd == 29 and (self.cp0[c][R_CONFIG3] & (1 << 13)):
+            self.gpr[rt] = self.cp0[c][R_USERLOCAL]
+        else:
+            self.exc_ri(pc)
+
+    # ------------------------------------------------------------ COP0
+    cdef void cop0(self, uint32_t pc, uint32_t insn, uint32_t rs, uint32_t rt) noexcept nogil:
+        cdef int c = self.ctx
+        cdef uint32_t rd = (insn >> 11) & 31
+        cdef uint32_t sel = insn & 7
+        cdef uint32_t fn = insn & 63
+        cdef uint32_t v
+        if self.mode != MODE_K and not (self.cp0[c][R_STATUS] & ST_CU0):
+            self.exc_cpu(pc, 0)
+            return
+        if self.guest_mode and not (self.cp0[0][R_GUESTCTL0] & GC0_CP0):
+            self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+            return
+        if rs == 0:                         # mfc0
+            if self.guest_mode and self.guest_cp0_traps(rd * 8 + sel, 0):
+                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                return
+            v = self.mfc0(c, rd * 8 + sel)
+            if rt:
+                self.gpr[rt] = v
+        elif rs == 4:                       # mtc0
+            if self.guest_mode and self.guest_cp0_traps(rd * 8 + sel, 1):
+                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                return
+            self.mtc0(c, rd * 8 + sel, self.gpr[rt], 0)
+        elif rs == 3:                       # mfgc0 / mtgc0 (root only)
+            if self.guest_mode:
+                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+            elif insn & 0x200:
+                self.mtc0(1, rd * 8 + sel, self.gpr[rt], 1)
+            elif rt:
+                self.gpr[rt] = self.mfc0(1, rd * 8 + sel)
+        elif rs == 11:                      # di / ei
+            v = self.cp0[c][R_STATUS]
+            if rt:
+                self.gpr[rt] = v
+            if insn & 0x20:
+                self.cp0[c][R_STATUS] = v | ST_IE
+            else:
+                self.cp0[c][R_STATUS] = v & ~ST_IE
+            self.irq_check = 1
+        elif rs == 10:                      # rdpgpr (one shadow set: plain move)
+            self.gpr[rd] = self.gpr[rt]
+        elif rs == 14:                      # wrpgpr
+            self.gpr[rd] = self.gpr[rt]
+        elif rs >= 16:
+            if fn == 24:
+                self.eret()
+            elif fn == 1:
+                self.tlbr(c, 0)
+            elif fn == 2:
+                self.tlbw(c, <int>(self.cp0[c][R_INDEX] & (NTLB - 1)))
+            elif fn == 6:
+                self.tlbw(c, self.random_index(c))
+            elif fn == 8:
+                self.tlbp(c)
+            elif fn == 32:                  # wait
+                if self.guest_mode:
+                    self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                else:
+                    self.root_stop(pc + 4, STOP_ROOT_WAIT)
+            elif fn == 40:                  # hypcall
+                if self.guest_mode:
+                    self.root_exc(pc, EXC_GE, GEXC_HC, 0, 0)
+                else:
+                    self.exc_ri(pc)
+            elif fn == 9 or fn == 10 or fn == 14 or fn == 16 or fn == 11 or fn == 12:
+                # guest TLB access instructions (tlbgr/tlbgwi/tlbgwr/tlbgp/tlbginv*) are root-only
+                if self.guest_mode:
+                    self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                elif fn == 9:
+                    self.tlbr(1, 0)
+                elif fn == 10:
+                    self.tlbw(1, <int>(self.cp0[1][R_INDEX] & (NTLB - 1)))
+                elif fn == 14:
+                    self.tlbw(1, self.random_index(1))
+                elif fn == 16:
+                    self.tlbp(1)
+            else:
+                self.exc_ri(pc)
+        else:
+            self.exc_ri(pc)
+
+    cdef int guest_cp0_traps(self, int reg, int write) noexcept nogil:
+        # Registers that exist only in the root context, or whose guest write the
+        # root must mediate, raise a GPSI in guest mode.
+        if reg == R_GUESTCTL0 or reg == R_GTOFFSET or reg == R_GUESTCTL1 or reg == R_GUESTCTL2:
+            return 1
+        if reg == R_SEGCTL0 or reg == R_SEGCTL1 or reg == R_SEGCTL2:
+            return 1
+        if write and reg == R_COUNT:
+            return 1
+        return 0
+
+    cdef uint32_t mfc0(self, int c, int reg) noexcept nogil:
+        if reg == R_RANDOM:
+            return self.random_index(c)
+        if reg == R_COUNT:
+            return self.read_count(c)
+        if reg == R_CAUSE:
+            self.update_timers()
+        return self.cp0[c][reg]
+
+    cdef void mtc0(self, int c, int reg, uint32_t v, int privileged) noexcept nogil:
+        cdef uint32_t old
+        cdef uint32_t* r = self.cp0[c]
+        if reg == R_INDEX:
+            r[reg] = (r[reg] & 0x80000000U) | (v & (NTLB - 1))
+        elif reg == R_ENTRYLO0 or reg == R_ENTRYLO1:
+            r[reg] = v & 0x03FFFFFF
+        elif reg == R_CONTEXT:
+            r[reg] = (r[reg] & 0x007FFFF0) | (v & 0xFF800000U)
+        elif reg == R_USERLOCAL or reg == R_ERROREPC or reg == R_EPC or reg == R_DESAVE:
+            r[reg] = v
+        elif reg == 250 or reg == 251 or reg == 252 or reg == 253 or reg == 254 or reg == 255:
+            r[reg] = v             # KScratch
+        elif reg == R_PAGEMASK:
+            r[reg] = v & 0x1FFFE000
+        elif reg == R_PAGEGRAIN:
+            r[reg] = 0
+        elif reg == R_SEGCTL0 or reg == R_SEGCTL1 or reg == R_SEGCTL2:
+            r[reg] = v
+            self.recompute_segments(c)
+            self.flush_utlb_ctx(c)
+        elif reg == R_WIRED:
+            r[reg] = v & (NTLB - 1)
+        elif reg == R_HWRENA:
+            r[reg] = v & 0x2000000F
+        elif reg == R_BADVADDR:
+            if privileged:
+                r[reg] = v
+        elif reg == R_COUNT:
+            self.write_count(c, v)
+        elif reg == R_ENTRYHI:
+            old = r[reg]
+            r[reg] = v & 0xFFFFE0FFU
+            if (old ^ v) & 0xFF:
+                self.flush_utlb_ctx(c)
+        elif reg == R_COMPARE:
+            r[reg] = v
+            self.last_count[c] = self.read_count(c)
+            r[R_CAUSE] &= ~0x40000000
+            if c == 1:
+                self.refresh_guest_ip()
+            else:
+                self.refresh_root_ip()
+            self.irq_check = 1
+        elif reg == R_STATUS:
+            old = r[reg]
+            r[reg] = (old & ~STATUS_WMASK) | (v & STATUS_WMASK)
+            if (old ^ r[reg]) & ST_ERL:
+                self.recompute_segments(c)
+                self.flush_utlb_ctx(c)
+            self.update_mode()
+            self.irq_check = 1
+        elif reg == R_INTCTL:
+            r[reg] = (r[reg] & ~0x3E0) | (v & 0x3E0)
+        elif reg == R_CAUSE:
+            r[reg] = (r[reg] & ~0x08800300) | (v & 0x08800300)
+            self.irq_check = 1
+        elif reg == R_EBASE:
+            r[reg] = (r[reg] & 0xC00003FFU) | (v & 0x3FFFF000)
+        elif reg == R_CONFIG0:
+            r[reg] = (r[reg] & ~7) | (v & 7)
+        elif reg == R_GUESTCTL0:
+            if c == 0:
+                old = r[reg]
+                r[reg] = v
+                if (old ^ v) & 0x80000000U:
+                    self.update_mode()
+        elif reg == R_GUESTCTL1:
+            if c == 0:
+                old = r[reg]
+                r[reg] = v & 0x00FF00FF
+                if (old ^ v) & 0xFF:
+                    self.flush_utlb_ctx(1)
+        elif reg == R_GUESTCTL2:
+            if c == 0:
+                r[reg] = v & 0xFC00
+                self.refresh_guest_ip()
+                self.irq_check = 1
+        elif reg == R_GTOFFSET:
+            if c == 0:
+                r[reg] = v
+                self.last_count[1] = self.read_count(1)
+        elif reg == R_LLADDR:
+            pass
+        elif privileged and (reg == R_CONFIG1 or reg == R_CONFIG2 or reg == R_CONFIG3
+                             or reg == R_CONFIG4 or reg == R_CONFIG5 or reg == R_PRID):
+            r[reg] = v
+        # other registers are read-only or not implemented: writes are ignored
+
+    # ------------------------------------------------------------ timer & interrupts
+    cdef uint32_t read_count(self, int c) noexcept nogil:
+        cdef double elapsed = <double>(now_ns() - self.t0_ns) * 1e-9 * self.count_hz
+        cdef uint32_t root = self.count_base + <uint32_t><uint64_t>elapsed
+        if c == 1:
+            return root + self.cp0[0][R_GTOFFSET]
+        return root
+
+    cdef void write_count(self, int c, uint32_t v) noexcept nogil:
+        if c == 1:
+            self.cp0[0][R_GTOFFSET] = v - self.read_count(0)
+        else:
+            self.count_base = self.count_base + (v - self.read_count(0))
+        self.last_count[c] = v
+
+    cdef void update_timers(self) noexcept nogil:
+        cdef int c
+        cdef uint32_t now, last, cmp
+        for c in range(2):
+            now = self.read_count(c)
+            last = self.last_count[c]
+            cmp = self.cp0[c][R_COMPARE]
+            if now != last and <uint32_t>(cmp - last - 1) < <uint32_t>(now - last):
+                self.cp0[c][R_CAUSE] |= 0x40000000
+                if c == 1:
+                    self.refresh_guest_ip()
+                else:
+                    self.refresh_root_ip()
+                self.irq_check = 1
+            self.last_count[c] = now
+
+    cdef void refresh_guest_ip(self) noexcept nogil:
+        cdef uint32_t ip = (self.cp0[0][R_GUESTCTL2] & 0xFC00)
+        cdef uint32_t* r = self.cp0[1]
+        if r[R_CAUSE] & 0x40000000:
+            ip |= 1U << (8 + (r[R_INTCTL] >> 29))
+        r[R_CAUSE] = (r[R_CAUSE] & ~0xFC00) | (ip & 0xFC00)
+
+    cdef void refresh_root_ip(self) noexcept nogil:
+        cdef uint32_t* r = self.cp0[0]
+        cdef uint32_t ip = 0
+        if r[R_CAUSE] & 0x40000000:
+            ip |= 1U << (8 + (r[R_INTCTL] >> 29))
+        r[R_CAUSE] = (r[R_CAUSE] & ~0xFC00) | (ip & 0xFC00)
+
+    cdef int irq_pending(self, int c) noexcept nogil:
+        cdef uint32_t st = self.cp0[c][R_STATUS]
+        if not (st & ST_IE) or (st & (ST_EXL | ST_ERL)):
+            return 0
+        return (self.cp0[c][R_CAUSE] & st & 0xFF00) != 0
+
+    cdef int take_interrupt(self) noexcept nogil:
+        # Root interrupts pre-empt the guest; guest interrupts go to the guest's vector.
+        self.bd_cur = self.bd
+        self.fault_pc = self.pc_
+        if self.irq_pending(0):
+            self.root_exc(self.pc_, EXC_INT, 0, 0, 0)
+            return 1
+        if self.guest_mode and self.irq_pending(1):
+            self.exception(self.pc_, EXC_INT, 0, 0)
+            return 1
+        return 0
+
+    # ------------------------------------------------------------ exceptions
+    cdef void exc_ri(self, uint32_t pc) noexcept nogil:
+        self.exception(pc, EXC_RI, 0, 0)
+
+    cdef void exc_cpu(self, uint32_t pc, int unit) noexcept nogil:
+        cdef int c = self.ctx
+        self.cp0[c][R_CAUSE] = (self.cp0[c][R_CAUSE] & ~0x30000000) | (<uint32_t>unit << 28)
+        self.exception(pc, EXC_CPU, 0, 0)
+
+    cdef void addr_error(self, uint32_t pc, uint32_t va, int acc) noexcept nogil:
+        self.exception(pc, EXC_ADES if acc == ACC_STORE else EXC_ADEL, va, 1)
+
+    cdef void exception(self, uint32_t pc, uint32_t code, uint32_t badva, int has_badva) noexcept nogil:
+        """Deliver a synchronous exception (or interrupt) to the current context."""
+        if not self.guest_mode:
+            # the root takes it: that is the host kernel's business
+            if has_badva:
+                self.cp0[0][R_BADVADDR] = badva
+            self.root_exc(pc, code, 0, 0, 0)
+            return
+        self.enter_vector(1, pc, code, badva, has_badva, 0)
+
+    cdef void enter_vector(self, int c, uint32_t pc, uint32_t code, uint32_t badva,
+                           int has_badva, int refill) noexcept nogil:
+        cdef uint32_t* r = self.cp0[c]
+        cdef uint32_t st = r[R_STATUS]
+        cdef uint32_t base, off, vec, ip
+        cdef int n
+        cdef int in_ds = self.bd_cur
+        if has_badva:
+            r[R_BADVADDR] = badva
+        if code != EXC_INT:
+            r[R_BADINSTR] = self.cur_insn
+            if in_ds:
+                r[R_BADINSTRP] = self.prev_insn
+        if not (st & ST_EXL):
+            if in_ds:
+                r[R_EPC] = pc - 4
+                r[R_CAUSE] |= 0x80000000U
+            else:
+                r[R_EPC] = pc
+                r[R_CAUSE] &= ~0x80000000U
+            off = 0x000 if refill else 0x180
+        else:
+            off = 0x180
+        r[R_CAUSE] = (r[R_CAUSE] & ~0x7C) | (code << 2)
+        if code == EXC_INT and (r[R_CAUSE] & 0x00800000):
+            off = 0x200
+            if not (st & ST_BEV) and (r[R_INTCTL] & 0x3E0):
+                ip = (r[R_CAUSE] & st & 0xFF00) >> 8
+                n = 7
+                while n > 0 and not ((ip >> n) & 1):
+                    n -= 1
+                off = 0x200 + <uint32_t>n * ((r[R_INTCTL] & 0x3E0))
+        r[R_STATUS] = st | ST_EXL
+        if st & ST_BEV:
+            vec = 0xBFC00200U + off
+        else:
+            vec = (r[R_EBASE] & 0xFFFFF000U) + off
+        self.llbit = 0
+        self.pc_ = vec
+        self.npc = vec + 4
+        self.bd = 0
+        self.update_mode()
+
+    cdef void root_exc(self, uint32_t pc, uint32_t code, uint32_t gexc, uint32_t badva, int has_badva) noexcept nogil:
+        """Enter the root: record the event in root CP0 and stop the loop."""
+        cdef uint32_t* r = self.cp0[0]
+        cdef int in_ds = self.bd_cur
+        if has_badva:
+            r[R_BADVADDR] = badva
+        if code != EXC_INT:
+            r[R_BADINSTR] = self.cur_insn
+            if in_ds:
+                r[R_BADINSTRP] = self.prev_insn
+        if in_ds:
+            r[R_EPC] = pc - 4
+            r[R_CAUSE] |= 0x80000000U
+        else:
+            r[R_EPC] = pc
+            r[R_CAUSE] &= ~0x80000000U
+        r[R_CAUSE] = (r[R_CAUSE] & ~0x7C) | (code << 2)
+        r[R_GUESTCTL0] = (r[R_GUESTCTL0] & ~0x7C) | (gexc << 2)
+        r[R_STATUS] |= ST_EXL
+        self.llbit = 0
+        self.stop = STOP_ROOT_EXC
+        self.update_mode()
+
+    cdef void root_stop(self, uint32_t resume_pc, int why) noexcept nogil:
+        self.pc_ = resume_pc
+        self.npc = resume_pc + 4
+        self.bd = 0
+        self.stop = why
+
+    cdef void eret(self) noexcept nogil:
+        cdef int c = self.ctx
+        cdef uint32_t* r = self.cp0[c]
+        cdef uint32_t target
+        if r[R_STATUS] & ST_ERL:
+            target = r[R_ERROREPC]
+            r[R_STATUS] &= ~ST_ERL
+            self.recompute_segments(c)
+            self.flush_utlb_ctx(c)
+        else:
+            target = r[R_EPC]
+            r[R_STATUS] &= ~ST_EXL
+        self.pc_ = target
+        self.npc = target + 4
+        self.bd = 0
+        self.llbit = 0
+        self.update_mode()
+        self.irq_check = 1
+
+    # ------------------------------------------------------------ modes and segments
+    cdef void update_mode(self) noexcept nogil:
+        cdef uint32_t st0 = self.cp0[0][R_STATUS]
+        cdef uint32_t st
+        self.guest_mode = ((self.cp0[0][R_GUESTCTL0] & 0x80000000U) != 0
+                           and not (st0 & (ST_EXL | ST_ERL)))
+        self.ctx = 1 if self.guest_mode else 0
+        st = self.cp0[self.ctx][R_STATUS]
+        if st & (ST_EXL | ST_ERL):
+            self.mode = MODE_K
+        else:
+            self.mode = (st >> 3) & 3
+            if self.mode == 3:
+                self.mode = MODE_U   # reserved KSU value: treat as user
+        self.uset = self.ctx * 3 + self.mode
+
+    cdef void recompute_segments(self, int c) noexcept nogil:
+        cdef uint32_t* r = self.cp0[c]
+        cdef uint32_t cfg, am, eu, pa
+        cdef int s, m, k
+        cdef int erl = (r[R_STATUS] & ST_ERL) != 0
+        for s in range(8):
+            if s >= 6:
+                cfg = (r[R_SEGCTL0] >> (16 if s == 6 else 0)) & 0xFFFF
+            elif s >= 4:
+                cfg = (r[R_SEGCTL1] >> (16 if s == 4 else 0)) & 0xFFFF
+            else:
+                cfg = (r[R_SEGCTL2] >> (16 if s < 2 else 0)) & 0xFFFF
+            am = (cfg >> 4) & 7
+            eu = (cfg >> 3) & 1
+            if s < 4:
+                pa = (((cfg >> 9) & 0x7E) << 29) | ((<uint32_t>s & 1) << 29)
+            else:
+                pa = ((cfg >> 9) & 0x7F) << 29
+            for m in range(3):
+                # k: 0 address error, 1 mapped, 2 unmapped
+                if am == 0:
+                    k = 2 if m == MODE_K else 0
+                elif am == 1:
+                    k = 1 if m == MODE_K else 0
+                elif am == 2:
+                    k = 1 if m != MODE_U else 0
+                elif am == 3:
+                    k = 1
+                elif am == 4:
+                    k = 2 if m == MODE_K else 1
+                elif am == 5:
+                    k = 2 if m != MODE_U else 0
+                elif am == 7:
+                    k = 2
+                else:
+                    k = 0
+                if eu and erl and m == MODE_K:
+                    k = 2
+                self.seg_kind[c][m][s] = k
+                self.seg_pa[c][m][s] = pa
+
+    # ------------------------------------------------------------ TLB
+    cdef inline int tlb_match(self, TlbEntry* e, uint32_t va, uint32_t asid, uint32_t gid) noexcept nogil:
+        cdef uint32_t vmask = ~(e.mask | 0x1FFF)
+        if (e.hi & vmask) != (va & vmask):
+            return 0
+        if e.guestid != gid:
+            return 0
+        if (e.lo0 & e.lo1 & 1) == 0 and (e.hi & 0xFF) != asid:
+            return 0
+        return 1
+
+    cdef int tlb_lookup(self, int c, uint32_t va, uint32_t asid, uint32_t gid) noexcept nogil:
+        cdef int i
+        for i in range(NTLB):
+            if self.tlb_match(&self.tlb[c][i], va, asid, gid):
+                return i
+        return -1
+
+    cdef int random_index(self, int c) noexcept nogil:
+        cdef uint32_t wired = self.cp0[c][R_WIRED]
+        self.random_state = self.random_state * 1103515245 + 12345
+        if wired >= NTLB:
+            return NTLB - 1
+        return <int>(wired + ((self.random_state >> 16) % (NTLB - wired)))
+
+    cdef int probe(self, int c, uint32_t hi, uint32_t gid) noexcept nogil:
+        return self.tlb_lookup(c, hi & 0xFFFFE000U, hi & 0xFF, gid)
+
+    cdef void tlbp(self, int c) noexcept nogil:
+        cdef uint32_t gid = (self.cp0[0][R_GUESTCTL1] >> 16) & 0xFF if c == 0 else 0
+        cdef int i = self.probe(c, self.cp0[c][R_ENTRYHI], gid)
+        if i < 0:
+            self.cp0[c][R_INDEX] = 0x80000000U | (self.cp0[c][R_INDEX] & (NTLB - 1))
+        else:
+            self.cp0[c][R_INDEX] = <uint32_t>i
+
+    cdef void tlbr(self, int c, int unused) noexcept nogil:
+        cdef int i = <int>(self.cp0[c][R_INDEX] & (NTLB - 1))
+        cdef TlbEntry* e = &self.tlb[c][i]
+        cdef uint32_t g = e.lo0 & e.lo1 & 1
+        cdef uint32_t old = self.cp0[c][R_ENTRYHI]
+        self.cp0[c][R_ENTRYHI] = e.hi
+        self.cp0[c][R_PAGEMASK] = e.mask
+        self.cp0[c][R_ENTRYLO0] = (e.lo0 & ~1U) | g
+        self.cp0[c][R_ENTRYLO1] = (e.lo1 & ~1U) | g
+        if c == 0:
+            self.cp0[0][R_GUESTCTL1] = (self.cp0[0][R_GUESTCTL1] & ~0x00FF0000) | (e.guestid << 16)
+        if (old ^ e.hi) & 0xFF:
+            self.flush_utlb_ctx(c)
+
+    cdef void tlbw(self, int c, int i) noexcept nogil:
+        cdef uint32_t gid = (self.cp0[0][R_GUESTCTL1] >> 16) & 0xFF if c == 0 else 0
+        self.write_tlb_entry(c, i, self.cp0[c][R_ENTRYHI], self.cp0[c][R_PAGEMASK],
+                             self.cp0[c][R_ENTRYLO0], self.cp0[c][R_ENTRYLO1], gid)
+
+    cdef void write_tlb_entry(self, int c, int i, uint32_t hi, uint32_t mask, uint32_t lo0,
+                              uint32_t lo1, uint32_t gid) noexcept nogil:
+        cdef TlbEntry* e = &self.tlb[c][i]
+        cdef uint32_t g = lo0 & lo1 & 1
+        # forget what the old entry translated
+        self.flush_utlb_range(c, e.hi & ~(e.mask | 0x1FFF), (e.mask | 0x1FFF) + 1)
+        if c == 0:
+            # root entries also back every guest translation (GPA -> HPA)
+            self.flush_utlb_ctx(1)
+        e.hi = hi & 0xFFFFE0FFU
+        e.mask = mask & 0x1FFFE000
+        e.lo0 = (lo0 & ~1U) | g
+        e.lo1 = (lo1 & ~1U) | g
+        e.guestid = gid
+
+    # ------------------------------------------------------------ micro-TLB
+    cdef void flush_utlb_all(self) noexcept nogil:
+        memset(self.ut_rtag, 0, sizeof(self.ut_rtag))
+        memset(self.ut_wtag, 0, sizeof(self.ut_wtag))
+
+    cdef void flush_utlb_ctx(self, int c) noexcept nogil:
+        memset(&self.ut_rtag[c * 3][0], 0, sizeof(uint32_t) * UT_SIZE * 3)
+        memset(&self.ut_wtag[c * 3][0], 0, sizeof(uint32_t) * UT_SIZE * 3)
+
+    cdef void flush_utlb_range(self, int c, uint32_t va, uint32_t size) noexcept nogil:
+        cdef uint32_t npages = size >> 12
+        cdef uint32_t k, vpn, idx
+        cdef int s
+        if npages >= UT_SIZE:
+            self.flush_utlb_ctx(c)
+            return
+        for k in range(npages):
+            vpn = (va >> 12) + k
+            idx = vpn & UT_MASK
+            for s in range(c * 3, c * 3 + 3):
+                if self.ut_rtag[s][idx] == (vpn | 0x80000000U):
+                    self.ut_rtag[s][idx] = 0
+                if self.ut_wtag[s][idx] == (vpn | 0x80000000U):
+                    self.ut_wtag[s][idx] = 0
+
+    # ------------------------------------------------------------ address translation
+    cdef int xlat_stage1(self, uint32_t va, int acc, uint32_t* pa_out, int* writable,
+                         int fault) noexcept nogil:
+        """Virtual -> physical in the current context. Returns 0 or raises (if fault) and returns 1."""
+        cdef int c = self.ctx
+        cdef int s = va >> 29
+        cdef int kind = self.seg_kind[c][self.mode][s]
+        cdef uint32_t* r = self.cp0[c]
+        cdef uint32_t asid, gid, lo, odd, half
+        cdef int i
+        cdef TlbEntry* e
+        if kind == 2:
+            pa_out[0] = self.seg_pa[c][self.mode][s] | (va & 0x1FFFFFFF)
+            writable[0] = 1
+            return 0
+        if kind == 0:
+            if fault:
+                self.addr_error(self.fault_pc, va, ACC_STORE if acc == ACC_STORE else ACC_LOAD)
+            return 1
+        asid = r[R_ENTRYHI] & 0xFF
+        gid = 0
+        i = self.tlb_lookup(c, va, asid, gid)
+        if i < 0:
+            if fault:
+                self.tlb_exception(c, va, acc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, 1)
+            return 1
+        e = &self.tlb[c][i]
+        half = ((e.mask | 0x1FFF) + 1) >> 1
+        lo = e.lo1 if (va & half) else e.lo0
+        if not (lo & 2):
+            if fault:
+                self.tlb_exception(c, va, acc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, 0)
+            return 1
+        if acc == ACC_STORE and not (lo & 4):
+            if fault:
+                self.tlb_exception(c, va, acc, EXC_MOD, 0)
+            return 1
+        writable[0] = (lo & 4) != 0
+        pa_out[0] = (((lo >> 6) << 12) & ~(half - 1)) | (va & (half - 1))
+        return 0
+
+    cdef void tlb_exception(self, int c, uint32_t va, int acc, uint32_t code, int refill) noexcept nogil:
+        cdef uint32_t* r = self.cp0[c]
+        cdef uint32_t pc = self.fault_pc
+        r[R_CONTEXT] = (r[R_CONTEXT] & 0xFF800000U) | ((va >> 9) & 0x007FFFF0)
+        r[R_ENTRYHI] = (va & 0xFFFFE000U) | (r[R_ENTRYHI] & 0xFF)
+        if c == 0:
+            self.root_exc(pc, code, 0, va, 1)
+        else:
+            self.enter_vector(1, pc, code, va, 1, refill)
+
+    cdef int xlat_stage2(self, uint32_t gpa, int acc, uint32_t* hpa_out, int* writable,
+                         int fault) noexcept nogil:
+        """Guest physical -> host physical through the root TLB (VZ second stage)."""
+        cdef uint32_t gid = self.cp0[0][R_GUESTCTL1] & 0xFF
+        cdef uint32_t asid = self.cp0[0][R_ENTRYHI] & 0xFF
+        cdef int i = self.tlb_lookup(0, gpa, asid, gid)
+        cdef TlbEntry* e
+        cdef uint32_t half, lo, code
+        cdef uint32_t pc = self.fault_pc
+        if i < 0:
+            if fault:
+                self.root_exc(pc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, GEXC_GPA, gpa, 1)
+            return 1
+        e = &self.tlb[0][i]
+        half = ((e.mask | 0x1FFF) + 1) >> 1
+        lo = e.lo1 if (gpa & half) else e.lo0
+        if not (lo & 2):
+            if fault:
+                self.root_exc(pc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, GEXC_GPA, gpa, 1)
+            return 1
+        if acc == ACC_STORE and not (lo & 4):
+            if fault:
+                self.root_exc(pc, EXC_MOD, GEXC_GPA, gpa, 1)
+            return 1
+        writable[0] = (lo & 4) != 0
+        hpa_out[0] = (((lo >> 6) << 12) & ~(half - 1)) | (gpa & (half - 1))
+        return 0
+
+    cdef int xlat_nofault(self, uint32_t va, int acc, uint32_t* out) noexcept nogil:
+        cdef uint32_t pa, hpa
+        cdef int w1 = 0, w2 = 0
+        if self.xlat_stage1(va, acc, &pa, &w1, 0):
+            return 1
+        if self.guest_mode:
+            if self.xlat_stage2(pa, acc, &hpa, &w2, 0):
+                return 1
+            pa = hpa
+        out[0] = pa
+        return 0
+
+    cdef uint8_t* xlat(self, uint32_t va, int acc) noexcept nogil:
+        """Full translation with architectural checks; fills the micro-TLB. NULL = exception taken."""
+        cdef uint32_t pa, hpa
+        cdef int w1 = 0, w2 = 1
+        cdef uint64_t host
+        cdef uint32_t idx
+        if acc == ACC_FETCH and (va & 3):
+            self.cp0[self.ctx][R_BADVADDR] = va
+            self.exception(va, EXC_ADEL, va, 1)
+            return NULL
+        if self.xlat_stage1(va, acc, &pa, &w1, 1):
+            return NULL
+        if self.guest_mode:
+            if self.xlat_stage2(pa, acc, &hpa, &w2, 1):
+                return NULL
+            pa = hpa
+        if (pa >> 12) >= self.npages or self.page_ptr[pa >> 12] == 0:
+            self.root_exc(self.fault_pc,
+                          EXC_IBE if acc == ACC_FETCH else EXC_DBE, 0, va, 1)
+            return NULL
+        host = self.page_ptr[pa >> 12]
+        idx = (va >> 12) & UT_MASK
+        self.ut_rtag[self.uset][idx] = (va >> 12) | 0x80000000U
+        self.ut_roff[self.uset][idx] = host - (va & 0xFFFFF000U)
+        if w1 and w2:
+            self.ut_wtag[self.uset][idx] = (va >> 12) | 0x80000000U
+            self.ut_woff[self.uset][idx] = host - (va & 0xFFFFF000U)
+        return <uint8_t*><uintptr_t>(host + (va & 0xFFF))

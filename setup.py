@@ -1,0 +1,14 @@
+"""Build the compiled guest-instruction path (Cython); everything else is plain Python."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension(
+        "kvmpy.arch.mips.hw.cpu",
+        ["kvmpy/arch/mips/hw/cpu.pyx"],
+        extra_compile_args=["-O2", "-fno-strict-aliasing", "-Wno-unused-function"],
+    ),
+]
+
+setup(ext_modules=cythonize(extensions, language_level=3, quiet=True))

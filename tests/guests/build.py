@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Build the bare-metal test guests (MIPS32r2, little endian, Malta).
+
+Each guest is one source file ``tests/guests/<name>.S`` or ``<name>.c``,
+linked with the runtime (``crt0.S``, ``lib.c``) into
+``<out_dir>/<name>.elf`` (default ``build/guests/``). A disassembly goes
+next to it as ``<name>.dis``. Rebuilds happen only when a source, header,
+the linker script or this file is newer than the ELF.
+
+Usable as a module (``build_all``, ``build_guest``, ``GUESTS``) and as a
+script: ``python tests/guests/build.py [--list] [--force] [-o DIR] [NAME...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+GUESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = GUESTS_DIR.parent.parent
+DEFAULT_OUT_DIR = REPO_ROOT / "build" / "guests"
+
+CROSS_PREFIX = "mipsel-linux-gnu-"
+CC = CROSS_PREFIX + "gcc"
+OBJDUMP = CROSS_PREFIX + "objdump"
+
+CFLAGS: tuple[str, ...] = (
+    "-march=mips32r2",
+    "-mabi=32",
+    "-EL",
+    "-mno-abicalls",
+    "-fno-pic",
+    "-fno-pie",
+    "-G0",
+    "-O2",
+    "-ffreestanding",
+    "-fno-builtin",
+    "-nostdlib",
+    "-msoft-float",
+    # no "teq $divisor, $zero, 7" after every division: C guests must not trap
+    "-mno-check-zero-division",
+    # stop gcc from turning the runtime's own loops into memset/memcpy calls
+    "-fno-tree-loop-distribute-patterns",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+)
+LDFLAGS: tuple[str, ...] = ("-static", "-no-pie", "-Wl,--build-id=none", "-Wl,-n")
+
+RUNTIME_SOURCES: tuple[str, ...] = ("crt0.S", "lib.c")
+RUNTIME_DEPS: tuple[str, ...] = ("mips.h", "lib.h", "guest.h", "link.ld")
+
+
+@dataclass(frozen=True)
+class Guest:
+    """One test guest and what a runner needs to know about it.
+
+    ``approx_insns`` is the number of guest instructions executed from
+    ``_start`` to the reset write, measured under QEMU (order of magnitude
+    only; it is there to pick timeouts and to size benchmark runs).
+    """
+
+    name: str
+    source: str
+    description: str
+    deterministic: bool = True
+    uses_timer: bool = False
+    uses_tlb: bool = False
+    uses_user_mode: bool = False
+    bench: bool = False
+    approx_insns: int = 0
+    timeout_s: float = 30.0
+
+    @property
+    def path(self) -> Path:
+        return GUESTS_DIR / self.source
+
+
+def _g(name: str, ext: str, description: str, **kw: object) -> Guest:
+    return Guest(name=name, source=f"{name}.{ext}", description=description, **kw)  # type: ignore[arg-type]
+
+
+GUESTS: tuple[Guest, ...] = (
+    _g("hello", "c", "console smoke test: puts/kprintf/exit", approx_insns=4_000),
+    _g("regdump", "S", "asm conventions: PRINT, PRINT_REG, DUMP_REGS, DUMP_MEM", approx_insns=15_000),
+)
+
+GUESTS_BY_NAME: dict[str, Guest] = {g.name: g for g in GUESTS}
+
+
+class GuestBuildError(RuntimeError):
+    """Building a guest failed (compiler/linker error or unknown guest)."""
+
+
+class ToolchainMissingError(GuestBuildError):
+    """The mipsel cross toolchain is not installed."""
+
+
+def find_toolchain() -> str:
+    """Return the path of the cross gcc, or raise ToolchainMissingError."""
+    for tool in (CC, OBJDUMP):
+        if shutil.which(tool) is None:
+            raise ToolchainMissingError(
+                f"{tool} not found on PATH: the guests need the mipsel cross "
+                "toolchain (Debian packages gcc-mipsel-linux-gnu and "
+                "binutils-mipsel-linux-gnu); run scripts/install-test-deps.sh as root"
+            )
+    path = shutil.which(CC)
+    assert path is not None
+    return path
+
+
+def toolchain_available() -> bool:
+    try:
+        find_toolchain()
+    except ToolchainMissingError:
+        return False
+    return True
+
+
+def _newest_mtime(paths: Iterable[Path]) -> float:
+    return max(p.stat().st_mtime for p in paths)
+
+
+def _is_stale(target: Path, deps: Iterable[Path]) -> bool:
+    try:
+        built = target.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    return _newest_mtime(deps) > built
+
+
+def _run(cmd: Sequence[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise GuestBuildError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+
+
+def _atomic_output(target: Path) -> Path:
+    """A temporary path in target's directory, to be renamed onto target."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _compile(src: Path, obj: Path, deps: Sequence[Path], force: bool) -> Path:
+    if not force and not _is_stale(obj, [src, *deps]):
+        return obj
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_output(obj)
+    try:
+        _run([CC, *CFLAGS, f"-I{GUESTS_DIR}", "-c", str(src), "-o", str(tmp)])
+        os.replace(tmp, obj)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return obj
+
+
+def _common_deps() -> list[Path]:
+    return [GUESTS_DIR / d for d in RUNTIME_DEPS] + [Path(__file__).resolve()]
+
+
+_runtime_lock = threading.Lock()
+
+
+def _build_runtime(out_dir: Path, force: bool) -> list[Path]:
+    deps = _common_deps()
+    with _runtime_lock:
+        return [
+            _compile(GUESTS_DIR / src, out_dir / "obj" / f"_rt_{Path(src).stem}.o", deps, force)
+            for src in RUNTIME_SOURCES
+        ]
+
+
+def _build_one(guest: Guest, out_dir: Path, runtime: list[Path], force: bool) -> Path:
+    if not guest.path.is_file():
+        raise GuestBuildError(f"guest {guest.name}: source {guest.path} is missing")
+    elf = out_dir / f"{guest.name}.elf"
+    obj = _compile(guest.path, out_dir / "obj" / f"{guest.name}.o", _common_deps(), force)
+    if not force and not _is_stale(elf, [obj, *runtime, GUESTS_DIR / "link.ld"]):
+        return elf
+    tmp = _atomic_output(elf)
+    try:
+        _run([CC, *CFLAGS, *LDFLAGS, "-T", str(GUESTS_DIR / "link.ld"), *map(str, runtime), str(obj), "-o", str(tmp)])
+        dis = subprocess.run(
+            [OBJDUMP, "-d", "-M", "reg-names=numeric", "--no-show-raw-insn", str(tmp)],
+            capture_output=True, text=True, check=False,
+        )
+        (out_dir / f"{guest.name}.dis").write_text(dis.stdout)
+        os.replace(tmp, elf)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return elf
+
+
+def _resolve_out_dir(out_dir: Path | str | None) -> Path:
+    path = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def build_guest(name: str, out_dir: Path | str | None = None, *, force: bool = False) -> Path:
+    """Build one guest (if stale) and return the path of its ELF."""
+    guest = GUESTS_BY_NAME.get(name)
+    if guest is None:
+        raise GuestBuildError(f"unknown guest {name!r}; known: {', '.join(GUESTS_BY_NAME)}")
+    find_toolchain()
+    out = _resolve_out_dir(out_dir)
+    return _build_one(guest, out, _build_runtime(out, force), force)
+
+
+def build_all(
+    out_dir: Path | str | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+) -> dict[str, Path]:
+    """Build every guest (or the named ones) if stale; return name -> ELF path."""
+    find_toolchain()
+    selected = list(GUESTS) if names is None else [GUESTS_BY_NAME[n] for n in names]
+    out = _resolve_out_dir(out_dir)
+    runtime = _build_runtime(out, force)
+    workers = jobs or min(8, (os.cpu_count() or 1) + 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {g.name: pool.submit(_build_one, g, out, runtime, force) for g in selected}
+        return {name: fut.result() for name, fut in futures.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="guests to build (default: all)")
+    parser.add_argument("-o", "--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("-f", "--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument("--list", action="store_true", help="print the guest table as JSON and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print(json.dumps([asdict(g) for g in GUESTS], indent=2))
+        return 0
+    unknown = [n for n in args.names if n not in GUESTS_BY_NAME]
+    if unknown:
+        parser.error(f"unknown guest(s): {', '.join(unknown)}")
+    try:
+        built = build_all(args.out_dir, names=args.names or None, force=args.force)
+    except GuestBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in built.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Run a test guest under QEMU (the reference implementation).
+
+``run_qemu(elf)`` boots ``elf`` on QEMU's Malta board exactly as the guests
+expect (``-kernel`` pseudo-bootloader, 256 MiB, first 16550 UART on stdout)
+and returns everything the guest wrote to the UART. The guest ends by
+writing the Malta SOFTRES register, which with ``-no-reboot`` makes QEMU
+exit with status 0.
+
+QEMU facts these guests rely on (measured on qemu-system-mipsel 7.2):
+
+* ``-cpu P5600`` works for every guest and is the default here. Its TLB
+  has 64 entries; ``24Kf`` (16 entries) works too for everything that does
+  not depend on the TLB size.
+* The ``-kernel`` pseudo-bootloader in the flash at 0xbfc00000 programs
+  the GT-64120 like YAMON (PCI I/O at PA 0x18000000, hence the UART at
+  0xb80003f8) and jumps to the ELF entry with Status = 0x00400000
+  (BEV=1; QEMU clears ERL on reset when a kernel is given), Cause = 0,
+  EBase = 0x80000000, Config.K0 = 2 (uncached), a0 = 2 (argc),
+  a1 = 0x80002000 (argv), a2 = 0x80002008 (envp), a3 = RAM size capped
+  at 256 MiB, sp = 0x80001fc0, ra inside the boot flash. argv[0] is the
+  kernel path and envp holds a random "rngseed": guests must never print
+  them.
+* ELF segments are loaded at kseg0_to_phys(p_paddr); our ELFs have
+  p_paddr = p_vaddr = 0x80100000, the same convention as a Malta vmlinux.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+QEMU = "qemu-system-mipsel"
+DEFAULT_CPU = "P5600"
+MEMORY_MIB = 256
+
+
+class QemuError(RuntimeError):
+    """QEMU could not run a guest to completion."""
+
+    def __init__(self, message: str, output: bytes = b"") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class QemuMissingError(QemuError):
+    """qemu-system-mipsel is not installed."""
+
+
+class QemuTimeoutError(QemuError):
+    """The guest did not reset the board within the timeout."""
+
+
+def qemu_available() -> bool:
+    return shutil.which(QEMU) is not None
+
+
+def qemu_command(elf: Path, cpu: str = DEFAULT_CPU, extra: tuple[str, ...] = ()) -> list[str]:
+    """The QEMU command line used for every guest."""
+    return [
+        QEMU,
+        "-M", "malta",
+        "-cpu", cpu,
+        "-m", str(MEMORY_MIB),
+        "-kernel", str(elf),
+        "-nographic",
+        # -nographic alone multiplexes the monitor onto stdio; keep stdout
+        # for the first UART only.
+        "-serial", "stdio",
+        "-monitor", "none",
+        "-parallel", "none",
+        "-no-reboot",
+        *extra,
+    ]
+
+
+def run_qemu(
+    elf: Path,
+    timeout_s: float = 30,
+    cpu: str = DEFAULT_CPU,
+    extra: tuple[str, ...] = (),
+) -> bytes:
+    """Run ``elf`` under QEMU Malta; return the bytes the guest sent to the UART.
+
+    Raises QemuTimeoutError (with the partial output in ``.output``) if the
+    guest has not reset the board after ``timeout_s`` seconds; QEMU is
+    killed in that case. Raises QemuError if QEMU fails.
+    """
+    if not qemu_available():
+        raise QemuMissingError(f"{QEMU} not found on PATH; run scripts/install-test-deps.sh as root")
+    elf = Path(elf)
+    if not elf.is_file():
+        raise QemuError(f"no such guest ELF: {elf}")
+    cmd = qemu_command(elf, cpu, extra)
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        # subprocess.run has killed QEMU already.
+        partial = exc.output if isinstance(exc.output, bytes) else b""
+        raise QemuTimeoutError(
+            f"{elf.name}: QEMU ({cpu}) still running after {timeout_s:g}s, killed; "
+            f"output so far ends with {partial[-200:]!r}",
+            partial,
+        ) from exc
+    if proc.returncode != 0:
+        raise QemuError(
+            f"{elf.name}: {QEMU} exited with {proc.returncode}: "
+            f"{proc.stderr.decode(errors='replace').strip()}",
+            proc.stdout,
+        )
+    return proc.stdout
+
+
+def reference_output(elf: Path, timeout_s: float = 30, cpu: str = DEFAULT_CPU) -> bytes:
+    """run_qemu, cached next to the ELF as ``<name>.qemu-<cpu>.out``.
+
+    The cache is reused while it is newer than the ELF. Only meaningful for
+    deterministic guests.
+    """
+    elf = Path(elf)
+    cache = elf.with_name(f"{elf.stem}.qemu-{cpu}.out")
+    try:
+        if cache.stat().st_mtime >= elf.stat().st_mtime:
+            return cache.read_bytes()
+    except FileNotFoundError:
+        pass
+    out = run_qemu(elf, timeout_s=timeout_s, cpu=cpu)
+    fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", dir=cache.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(out)
+    os.replace(tmp, cache)
+    return out
+
+
+_TRACE_LINE = re.compile(rb"^Trace ", re.MULTILINE)
+
+
+def count_instructions(elf: Path, timeout_s: float = 300, cpu: str = DEFAULT_CPU) -> int:
+    """Count the guest instructions QEMU executes, bootloader included.
+
+    Runs one instruction per translation block with chaining off and logs
+    every block execution, so it is slow: for small guests (< ~1e7
+    instructions) and for sizing metadata only.
+    """
+    with tempfile.TemporaryDirectory() as tmpdir:
+        log = Path(tmpdir) / "exec.log"
+        run_qemu(
+            elf,
+            timeout_s=timeout_s,
+            cpu=cpu,
+            extra=("-singlestep", "-d", "exec,nochain", "-D", str(log)),
+        )
+        count = 0
+        with log.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                count += len(_TRACE_LINE.findall(chunk))
+        return count
