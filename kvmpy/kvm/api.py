@@ -173,8 +173,10 @@ class Vm:
         with self._lock:
             old = self.slots.get(slot)
             if view is None:
-                if old is not None:
-                    self._drop_slot(old)
+                if old is None:
+                    # Linux: EINVAL. A zero size only deletes an existing slot.
+                    raise MemoryRegionError(f"memory_size 0 for slot {slot}, which does not exist")
+                self._drop_slot(old)
                 return
             if old is not None:
                 if old.gpa != guest_phys_addr or old.size != memory_size:

@@ -410,6 +410,28 @@ cdef class Cpu:
             return None
         return (<uint32_t*><uintptr_t>(self.page_ptr[hpa >> 12] + (hpa & 0xFFC)))[0]
 
+    def guest_va_to_pa(self, uint32_t va):
+        """Stage-1 translation in the guest context at the guest's current privilege.
+
+        The hardware's guest address translation, without faults or side
+        effects (what a root-mode TLB probe of the guest context gives).
+        Returns the guest physical address or None.
+        """
+        cdef int save_ctx = self.ctx, save_mode = self.mode, save_uset = self.uset
+        cdef uint32_t st = self.cp0[1][R_STATUS]
+        cdef uint32_t pa = 0
+        cdef int w = 0, r
+        self.ctx = 1
+        if st & (ST_EXL | ST_ERL):
+            self.mode = MODE_K
+        else:
+            self.mode = (st >> 3) & 3
+            if self.mode == 3:
+                self.mode = MODE_U
+        r = self.xlat_stage1(va, ACC_LOAD, &pa, &w, 0)
+        self.ctx, self.mode, self.uset = save_ctx, save_mode, save_uset
+        return None if r else pa
+
     def translate(self, uint32_t va, int access=0):
         """Translate a virtual address in the current mode without side effects.
 

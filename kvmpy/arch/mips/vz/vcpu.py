@@ -303,11 +303,33 @@ class VzVcpu:
         self.cpu.tlb_invalidate_guestid(self.guest_id)
 
     # ---------------------------------------------------------------- MMIO
+    def _faulting_pc(self) -> int:
+        epc = self.cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.EPC))
+        if self.cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.CAUSE)) & CAUSE_BD:
+            return (epc + 4) & 0xFFFFFFFF
+        return epc
+
+    def _is_ifetch_fault(self, gpa: int) -> bool:
+        # A fetch fault leaves BadInstr meaningless. The code page and the
+        # faulting page coincide only for a fetch: a data access to the page
+        # the code came from would have hit RAM.
+        code_gpa = self.cpu.guest_va_to_pa(self._faulting_pc())
+        return code_gpa is not None and (code_gpa >> 12) == (gpa >> 12)
+
     def _mmio(self, gpa: int) -> Exit | None:
         cpu = self.cpu
+        epc = cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.EPC))
+        if self._is_ifetch_fault(gpa):
+            # On the board, fetching from where no memory answers is a bus error.
+            fault_pc = self._faulting_pc()
+            self._inject_guest_exception(ExcCode.IBE)
+            if self.cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.EPC)) == fault_pc:
+                return InternalErrorExit(
+                    f"guest exception vector {fault_pc:#010x} is not backed by memory", fault_pc
+                )
+            return None
         insn = cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.BADINSTR))
         access = decode_mem_access(insn)
-        epc = cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.EPC))
         if access is None:
             return InternalErrorExit(
                 f"cannot emulate instruction {insn:#010x} at {epc:#010x} accessing "

@@ -1,0 +1,45 @@
+"""Assemble small MIPS test programs with Debian's cross binutils (cached by content)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+CACHE = Path(__file__).resolve().parent.parent / "build" / "asm-cache"
+AS = "mipsel-linux-gnu-as"
+LD = "mipsel-linux-gnu-ld"
+
+
+class ToolchainMissingError(RuntimeError):
+    pass
+
+
+def assemble(source: str, base: int = 0x80001000) -> bytes:
+    """Assemble `source` (noreorder, MIPS32r5 with VZ) linked at `base`; return the flat image."""
+    if shutil.which(AS) is None:
+        raise ToolchainMissingError(f"{AS} not found: run scripts/install-test-deps.sh")
+    text = ".set noreorder\n.set noat\n.text\n.globl _start\n_start:\n" + source + "\n"
+    key = hashlib.sha256(f"{base:#x}\n{text}".encode()).hexdigest()[:24]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = CACHE / f"{key}.bin"
+    if out.exists():
+        return out.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, obj, elf = Path(tmp, "t.S"), Path(tmp, "t.o"), Path(tmp, "t.elf")
+        src.write_text(text)
+        for cmd in (
+            [AS, "-march=mips32r5", "-mvirt", "-EL", "-o", str(obj), str(src)],
+            [LD, "-EL", f"-Ttext={base:#x}", "-e", "_start", "-o", str(elf), str(obj)],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{cmd[0]} failed:\n{done.stderr}")
+        with elf.open("rb") as f:
+            image = ELFFile(f).get_section_by_name(".text").data()
+    out.write_bytes(image)
+    return image
