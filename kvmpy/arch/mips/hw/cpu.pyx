@@ -297,7 +297,7 @@ cdef class Cpu:
             self.cp0[c][R_INTCTL] = (7 << 29) | (6 << 26)   # IPTI=7, IPPCI=6
             self.cp0[c][R_SEGCTL0] = 0x00200010
             self.cp0[c][R_SEGCTL1] = 0x00030002
-            self.cp0[c][R_SEGCTL2] = 0x00480448
+            self.cp0[c][R_SEGCTL2] = 0x003A043A  # useg: MUSK, EU (unmapped under ERL)
             self.cp0[c][R_PAGEGRAIN] = 0
             self.cp0[c][R_COMPARE] = 0
             for i in range(NTLB):
@@ -340,8 +340,8 @@ cdef class Cpu:
     def cp0_set_raw(self, int ctx, int reg, int sel, uint32_t value):
         """Write a CP0 register's storage directly, bypassing write masks (reset-time configuration)."""
         self.cp0[ctx][reg * 8 + sel] = value
-        if reg == 5 and 2 <= sel <= 4:
-            self.recompute_segments(ctx)
+        # Segment decoding depends on SegCtl and on Status.ERL (the EU bit)
+        self.recompute_segments(ctx)
         self.update_mode()
         self.flush_utlb_all()
         self.irq_check = 1
