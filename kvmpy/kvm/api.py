@@ -181,7 +181,8 @@ class Vm:
             if old is not None:
                 if old.gpa != guest_phys_addr or old.size != memory_size:
                     raise MemoryRegionError(
-                        f"slot {slot} exists at {old.gpa:#x}+{old.size:#x}; delete it before moving or resizing"
+                        f"slot {slot} exists at {old.gpa:#x}+{old.size:#x}; "
+                        "delete it before moving or resizing"
                     )
                 if (flags & MemFlags.READONLY) != (old.flags & MemFlags.READONLY):
                     raise MemoryRegionError("the READONLY flag of an existing slot cannot change")

@@ -138,7 +138,9 @@ class SlotTable:
         except TypeError as exc:
             raise MemoryRegionError(f"host buffer does not support the buffer protocol: {exc}") from exc
         if view.readonly:
-            raise MemoryRegionError("host buffer must be writable (use the READONLY flag for guest read-only)")
+            raise MemoryRegionError(
+                "host buffer must be writable (use the READONLY flag for guest read-only)"
+            )
         if len(view) < size:
             raise MemoryRegionError(f"host buffer holds {len(view)} bytes, slot needs {size}")
         return view[:size]

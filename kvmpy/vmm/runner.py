@@ -26,9 +26,6 @@ from kvmpy.kvm import (
 )
 from kvmpy.vmm.bus import Bus
 
-# Linux's MIPS paravirtual console hypercall (KVM_HC_MIPS_CONSOLE_OUTPUT).
-HC_CONSOLE_OUTPUT = 2
-
 
 class StopReason(Enum):
     SHUTDOWN = "shutdown"  # the guest powered off
@@ -108,16 +105,16 @@ def run_vcpu(
                 case MmioExit():
                     value = bus.read(exit_.phys_addr, exit_.length)
                     exit_.data[:] = value.to_bytes(exit_.length, "little")
-                case HypercallExit(nr=HC_CONSOLE_OUTPUT):
-                    exit_.ret = 0  # the MIPS paravirtual console is not offered
                 case HypercallExit():
-                    pass  # unknown hypercall: the guest gets -KVM_ENOSYS
+                    pass  # no paravirtual services are offered: the guest gets -KVM_ENOSYS
                 case ShutdownExit():
                     stop.request(StopReason.SHUTDOWN, exit_.why)
                 case ResetExit():
                     stop.request(StopReason.RESET, exit_.why)
                 case HaltExit():
-                    stop.request(StopReason.HALTED, f"guest waits with all interrupts masked at {exit_.pc:#010x}")
+                    stop.request(
+                        StopReason.HALTED, f"guest waits with all interrupts masked at {exit_.pc:#010x}"
+                    )
                 case InternalErrorExit():
                     stop.request(StopReason.INTERNAL_ERROR, exit_.message)
                 case DebugExit():
