@@ -221,6 +221,7 @@ cdef class Cpu:
     cdef uint64_t t0_ns
     cdef uint32_t count_base       # root Count at t0
     cdef uint32_t last_count[2]
+    cdef uint32_t frozen_count[2]  # Count while Cause.DC stops it
 
     # execution control
     cdef int stop
@@ -1153,7 +1154,12 @@ cdef class Cpu:
         elif reg == R_INTCTL:
             r[reg] = (r[reg] & ~0x3E0) | (v & 0x3E0)
         elif reg == R_CAUSE:
-            r[reg] = (r[reg] & ~0x08800300) | (v & 0x08800300)
+            old = r[reg]
+            if (v & 0x08000000) and not (old & 0x08000000):
+                self.frozen_count[c] = self.read_count(c)   # DC set: Count stops here
+            r[reg] = (old & ~0x08800300) | (v & 0x08800300)
+            if (old & 0x08000000) and not (v & 0x08000000):
+                self.write_count(c, self.frozen_count[c])   # DC cleared: resume from there
             self.irq_check = 1
         elif reg == R_EBASE:
             r[reg] = (r[reg] & 0xC00003FFU) | (v & 0x3FFFF000)
@@ -1189,6 +1195,10 @@ cdef class Cpu:
 
     # ------------------------------------------------------------ timer & interrupts
     cdef uint32_t read_count(self, int c) noexcept nogil:
+        if self.cp0[c][R_CAUSE] & 0x08000000:
+            return self.frozen_count[c]
+        if c == 1 and (self.cp0[0][R_CAUSE] & 0x08000000):
+            return self.frozen_count[0] + self.cp0[0][R_GTOFFSET]
         cdef double elapsed = <double>(now_ns() - self.t0_ns) * 1e-9 * self.count_hz
         cdef uint32_t root = self.count_base + <uint32_t><uint64_t>elapsed
         if c == 1:
@@ -1196,6 +1206,10 @@ cdef class Cpu:
         return root
 
     cdef void write_count(self, int c, uint32_t v) noexcept nogil:
+        if self.cp0[c][R_CAUSE] & 0x08000000:
+            self.frozen_count[c] = v
+            self.last_count[c] = v
+            return
         if c == 1:
             self.cp0[0][R_GTOFFSET] = v - self.read_count(0)
         else:
