@@ -1,0 +1,162 @@
+"""Side-by-side benchmarks: kvmpy against qemu-system-mipsel on the same guests.
+
+    python benchmarks/run.py                 # all benchmarks, 3 runs each
+    python benchmarks/run.py --runs 5 --only bench_crc32
+    python benchmarks/run.py --record        # also append the table to BENCHMARKS.md
+
+Every figure is the median of the runs; the ratio is kvmpy / QEMU (lower is
+better, 1.0 = as fast as QEMU). Machines here are noisy: compare ratios from
+one invocation, not absolute seconds across days.
+
+Measured:
+- compute-bound bare-metal guests (tests/guests/bench_*.c): wall time from
+  process start to the guest's final SOFTRES write, for both sides, with
+  the guest's output checked to be identical;
+- start-up: wall time from launching the `kvmpy` command to the first byte
+  the guest prints (the "first guest instruction" target), against QEMU's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.guests.build import GUESTS, build_all  # noqa: E402
+
+BUILD_DIR = REPO / "build" / "guests"
+QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64", "-nographic",
+        "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+KVMPY = [sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "-m", "64",
+         "--mode", "vz", "--no-reboot", "--serial", "stdio", "--stats"]
+
+
+@dataclass
+class Row:
+    name: str
+    kvmpy_s: float
+    qemu_s: float
+    detail: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.kvmpy_s / self.qemu_s
+
+
+def timed_run(cmd: list[str], timeout_s: float) -> tuple[float, bytes, bytes]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-500:]}")
+    return elapsed, done.stdout, done.stderr
+
+
+def time_to_first_byte(cmd: list[str], timeout_s: float = 60.0) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        if not ready or not os.read(proc.stdout.fileno(), 1):
+            raise RuntimeError(f"{cmd[0]} printed nothing within {timeout_s} s")
+        return time.perf_counter() - start
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def instructions_from_stats(stderr: bytes) -> int:
+    for line in stderr.decode(errors="replace").splitlines():
+        if line.startswith("instructions:"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def bench_guest(name: str, elf: Path, runs: int) -> Row:
+    kvm_times, qemu_times = [], []
+    insns = 0
+    for _ in range(runs):
+        t, out_k, err = timed_run([*KVMPY, "--kernel", str(elf)], 600)
+        kvm_times.append(t)
+        insns = instructions_from_stats(err)
+        t, out_q, _ = timed_run([*QEMU, "-kernel", str(elf)], 600)
+        qemu_times.append(t)
+        if out_k != out_q:
+            raise RuntimeError(f"{name}: kvmpy and QEMU printed different output")
+    k, q = statistics.median(kvm_times), statistics.median(qemu_times)
+    detail = f"{insns / 1e6:.0f} M insns, {insns / k / 1e6:.0f} MIPS" if insns else ""
+    return Row(name, k, q, detail)
+
+
+def bench_startup(elf: Path, runs: int) -> Row:
+    k = statistics.median(time_to_first_byte([*KVMPY, "--kernel", str(elf)]) for _ in range(runs))
+    q = statistics.median(time_to_first_byte([*QEMU, "-kernel", str(elf)]) for _ in range(runs))
+    return Row("startup: launch to first guest output", k, q)
+
+
+def machine_line() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def render(rows: list[Row], runs: int) -> str:
+    lines = [
+        f"### {datetime.date.today().isoformat()} — {machine_line()}",
+        "",
+        f"Median of {runs} runs; ratio = kvmpy / QEMU (qemu-system-mipsel -M malta, TCG).",
+        "",
+        "| benchmark | kvmpy (s) | QEMU (s) | ratio | notes |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.kvmpy_s:.3f} | {r.qemu_s:.3f} | {r.ratio:.1f}x | {r.detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    ap.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    elfs = build_all(BUILD_DIR)
+    rows = []
+    names = [g.name for g in GUESTS if g.bench]
+    if args.only:
+        names = [n for n in names if n in args.only]
+    if not args.only or "startup" in args.only:
+        rows.append(bench_startup(elfs["hello"], args.runs))
+        print(render(rows[-1:], args.runs).splitlines()[-1], flush=True)
+    for name in names:
+        rows.append(bench_guest(name, elfs[name], args.runs))
+        print(render(rows[-1:], args.runs).splitlines()[-1], flush=True)
+    table = render(rows, args.runs)
+    print()
+    print(table)
+    if args.record:
+        with (REPO / "BENCHMARKS.md").open("a") as f:
+            f.write("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
