@@ -109,6 +109,11 @@ class Malta:
         self.vcpu.set_regs(regs)
         self.vcpu.set_one_reg(CP0_ID_BY_NAME["STATUS"], ENTRY_CP0_STATUS)
 
+    def request_quit(self) -> None:
+        """Stop the run from any thread (the console's quit key): the run returns QUIT."""
+        self.stop.request(StopReason.QUIT, "quit from the console")
+        self.vcpu.kick()
+
     def _on_reset(self) -> None:
         self.stop.request(StopReason.RESET, "guest wrote SOFTRES")
 

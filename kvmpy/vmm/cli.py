@@ -1,0 +1,200 @@
+"""The `kvmpy` command: run a guest kernel on a virtual board.
+
+    kvmpy run --kernel vmlinux [--initrd initrd.gz] [--append "console=ttyS0"]
+              [-m 256] [--mode vz] [--serial stdio] [--stats] [--max-seconds S]
+              [--no-reboot]
+
+Exit status: the run's (0 when the guest powered off or reset, 124 when
+--max-seconds expired, 1 when the VM stopped on an error), 2 for a command
+line that is wrong or asks for something unsupported, 1 for any other error
+(missing or unusable files, a kernel this board cannot run). Every error is
+one line `kvmpy: error: ...` on stderr; set KVMPY_TRACEBACK=1 to also see
+the traceback of an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from kvmpy.vmm.errors import VmmError
+from kvmpy.vmm.loader.elf import InitrdError, inspect_elf_kernel
+from kvmpy.vmm.serial import SPEC_HELP, SerialBackend, open_serial, parse_serial_spec
+
+PROG = "kvmpy"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# The Malta's low memory window (GPA 0..256 MiB); RAM above it is not mapped yet.
+MAX_MEMORY_MIB = 256
+DEFAULT_MEMORY_MIB = 256
+MODES = ("vz", "te")
+IMPLEMENTED_MODES = ("vz",)
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors become one line instead of usage text plus exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _memory_mib(text: str) -> int:
+    value = text.strip().upper().removesuffix("IB").removesuffix("M")
+    multiplier = 1
+    if value.endswith("G"):
+        value, multiplier = value[:-1], 1024
+    try:
+        return int(value) * multiplier
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid memory size {text!r} (MiB, e.g. 256 or 256M)") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--max-seconds must be positive, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="KVM written in Python: run a MIPS Malta guest.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="boot a kernel on a virtual board", description="Boot a kernel.")
+    run.add_argument("--machine", choices=("malta",), default="malta", help="board (default: malta)")
+    run.add_argument("--kernel", type=Path, required=True, metavar="K", help="kernel ELF (vmlinux/vmlinuz)")
+    run.add_argument("--initrd", type=Path, metavar="I", help="initial ramdisk")
+    run.add_argument("--append", default="", metavar="CMDLINE", help="kernel command line")
+    run.add_argument(
+        "-m",
+        "--memory",
+        type=_memory_mib,
+        default=DEFAULT_MEMORY_MIB,
+        metavar="MiB",
+        help=f"RAM size in MiB, 1..{MAX_MEMORY_MIB} (default: {DEFAULT_MEMORY_MIB})",
+    )
+    run.add_argument("--mode", choices=MODES, default="vz", help="vz (hardware-assisted, default) or te")
+    run.add_argument("--serial", default="stdio", metavar="SPEC", help=f"console UART: {SPEC_HELP}")
+    run.add_argument("--stats", action="store_true", help="print exit statistics to stderr at the end")
+    run.add_argument(
+        "--max-seconds", type=_seconds, metavar="S", help="stop after S seconds (exit status 124)"
+    )
+    run.add_argument(
+        "--no-reboot", action="store_true", help="exit when the guest resets instead of rebooting"
+    )
+    return parser
+
+
+def _error(message: str, status: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Checks that need no file access; raise UsageError."""
+    if not 1 <= args.memory <= MAX_MEMORY_MIB:
+        raise UsageError(
+            f"-m/--memory {args.memory} MiB is out of range: the Malta maps 1..{MAX_MEMORY_MIB} MiB"
+        )
+    if args.mode not in IMPLEMENTED_MODES:
+        raise UsageError(f"--mode {args.mode}: trap-and-emulate is not implemented yet; use --mode vz")
+    try:
+        parse_serial_spec(args.serial)
+    except ValueError as exc:
+        raise UsageError(f"--serial: {exc}") from None
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """Check the images before the terminal goes raw; raise VmmError."""
+    inspect_elf_kernel(args.kernel)
+    if args.initrd is not None:
+        if not args.initrd.exists():
+            raise InitrdError(f"initrd {args.initrd}: no such file")
+        if not args.initrd.is_file():
+            raise InitrdError(f"initrd {args.initrd}: not a regular file")
+        if not os.access(args.initrd, os.R_OK):
+            raise InitrdError(f"initrd {args.initrd}: cannot read: permission denied")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from kvmpy.vmm.machines.malta import Malta, MaltaConfig
+    except ImportError as exc:
+        return _error(f"machine {args.machine} is not available: {exc}", EXIT_ERROR)
+
+    machine: Malta | None = None
+    quit_requested = threading.Event()
+
+    def on_quit() -> None:
+        # Called from the console input thread (Ctrl-A x).
+        quit_requested.set()
+        if machine is not None:
+            machine.request_quit()
+
+    serial: SerialBackend = open_serial(args.serial, on_quit)
+    try:
+        config = MaltaConfig(
+            kernel=args.kernel,
+            initrd=args.initrd,
+            append=args.append,
+            mem_size_mib=args.memory,
+            mode=args.mode,
+            no_reboot=args.no_reboot,
+        )
+        machine = Malta(config, serial)
+        outcome = machine.run(max_seconds=args.max_seconds)
+    except KeyboardInterrupt:
+        if quit_requested.is_set():
+            return 0
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        serial.close()  # restores the terminal before anything else is printed
+    if args.stats:
+        print(machine.stats_report(), file=sys.stderr)
+    if outcome.exit_code != 0:
+        print(f"{PROG}: {outcome}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kvmpy` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("no command given (try: kvmpy run --kernel vmlinux)")
+        _validate(args)
+    except UsageError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        _check_files(args)
+        return _run(args)
+    except VmmError as exc:
+        return _error(str(exc), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _error("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a user never sees a traceback unless asked
+        if os.environ.get("KVMPY_TRACEBACK"):
+            raise
+        return _error(
+            f"internal error: {type(exc).__name__}: {exc} (KVMPY_TRACEBACK=1 shows where)", EXIT_ERROR
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
