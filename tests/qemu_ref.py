@@ -8,9 +8,10 @@ exit with status 0.
 
 QEMU facts these guests rely on (measured on qemu-system-mipsel 7.2):
 
-* ``-cpu P5600`` works for every guest and is the default here. Its TLB
-  has 64 entries; ``24Kf`` (16 entries) works too for everything that does
-  not depend on the TLB size.
+* ``-cpu P5600`` (MIPS32r5, 64 TLB entries, like kvmpy's core) works for
+  every guest and is the default. 24Kf, 24Kc, 34Kf and 74Kf (16..64 TLB
+  entries) print exactly the same for every guest, so nothing here depends
+  on the QEMU CPU model; no fallback is needed.
 * The ``-kernel`` pseudo-bootloader in the flash at 0xbfc00000 programs
   the GT-64120 like YAMON (PCI I/O at PA 0x18000000, hence the UART at
   0xb80003f8) and jumps to the ELF entry with Status = 0x00400000
@@ -22,6 +23,23 @@ QEMU facts these guests rely on (measured on qemu-system-mipsel 7.2):
   them.
 * ELF segments are loaded at kseg0_to_phys(p_paddr); our ELFs have
   p_paddr = p_vaddr = 0x80100000, the same convention as a Malta vmlinux.
+* Timer: without -icount, QEMU 7.2's Count/Compare timer is unreliable in
+  TCG. A guest loop that only reads Cause never sees Cause.TI (QEMU notices
+  Count == Compare only when the guest reads Count or its main loop gets to
+  run timers), and even with Count reads about half of the runs of the
+  interrupts guest lost a Compare match and stalled until Count wrapped
+  (~26 s later). ``-icount shift=0,sleep=off`` (one instruction = 1 ns of
+  virtual time, so Count advances once per 6.25 instructions; WAIT skips
+  ahead to the next timer instead of sleeping) makes it deterministic and
+  is the default here. It costs up to ~1.5x in speed, so benchmarks run
+  QEMU without it.
+* The board resets on the SOFTRES write, but QEMU acts on the request only
+  when the vCPU leaves its execution loop; the guests' exit() therefore
+  halts in WAIT instead of spinning in a branch-to-self loop.
+* QEMU deviations the guests avoid (they are not what the architecture
+  says): a branch that can never be taken (``bne $r, $r``) is translated
+  as a nop, so an exception in its slot reports BD=0 and EPC = the slot;
+  COP2 instructions raise RI instead of CpU (CE=2) on non-Loongson CPUs.
 """
 
 from __future__ import annotations
@@ -58,23 +76,27 @@ def qemu_available() -> bool:
     return shutil.which(QEMU) is not None
 
 
-def qemu_command(elf: Path, cpu: str = DEFAULT_CPU, extra: tuple[str, ...] = ()) -> list[str]:
+ICOUNT_OPTIONS = ("-icount", "shift=0,sleep=off")
+
+
+def qemu_command(
+    elf: Path, cpu: str = DEFAULT_CPU, extra: tuple[str, ...] = (), *, icount: bool = True
+) -> list[str]:
     """The QEMU command line used for every guest."""
-    return [
-        QEMU,
-        "-M", "malta",
-        "-cpu", cpu,
-        "-m", str(MEMORY_MIB),
-        "-kernel", str(elf),
-        "-nographic",
-        # -nographic alone multiplexes the monitor onto stdio; keep stdout
-        # for the first UART only.
-        "-serial", "stdio",
-        "-monitor", "none",
-        "-parallel", "none",
-        "-no-reboot",
-        *extra,
+    options = [
+        ("-M", "malta"),
+        ("-cpu", cpu),
+        ("-m", str(MEMORY_MIB)),
+        ("-kernel", str(elf)),
+        # -nographic alone would multiplex the monitor onto stdio: give
+        # stdout to the first UART only
+        ("-serial", "stdio"),
+        ("-monitor", "none"),
+        ("-parallel", "none"),
     ]
+    if icount:
+        options.append(ICOUNT_OPTIONS)
+    return [QEMU, *(word for option in options for word in option), "-nographic", "-no-reboot", *extra]
 
 
 def run_qemu(
@@ -82,8 +104,14 @@ def run_qemu(
     timeout_s: float = 30,
     cpu: str = DEFAULT_CPU,
     extra: tuple[str, ...] = (),
+    *,
+    icount: bool = True,
 ) -> bytes:
     """Run ``elf`` under QEMU Malta; return the bytes the guest sent to the UART.
+
+    ``icount`` (default) runs QEMU with deterministic virtual time, which
+    the timer guest needs under QEMU 7.2 (see the module docstring); turn
+    it off only to measure speed.
 
     Raises QemuTimeoutError (with the partial output in ``.output``) if the
     guest has not reset the board after ``timeout_s`` seconds; QEMU is
@@ -94,7 +122,7 @@ def run_qemu(
     elf = Path(elf)
     if not elf.is_file():
         raise QemuError(f"no such guest ELF: {elf}")
-    cmd = qemu_command(elf, cpu, extra)
+    cmd = qemu_command(elf, cpu, extra, icount=icount)
     try:
         proc = subprocess.run(
             cmd,

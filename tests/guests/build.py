@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 GUESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = GUESTS_DIR.parent.parent
@@ -68,9 +69,17 @@ RUNTIME_DEPS: tuple[str, ...] = ("mips.h", "lib.h", "guest.h", "link.ld")
 class Guest:
     """One test guest and what a runner needs to know about it.
 
-    ``approx_insns`` is the number of guest instructions executed from
-    ``_start`` to the reset write, measured under QEMU (order of magnitude
-    only; it is there to pick timeouts and to size benchmark runs).
+    ``deterministic``: the UART output is the same on every run and on every
+    correct implementation (so it can be diffed against QEMU's).
+    ``uses_timer``: depends on Count/Compare firing (output is still
+    timing independent). ``uses_tlb`` / ``uses_user_mode``: needs a working
+    guest-visible TLB / user mode. ``bench``: sized to run ~1-3 s under
+    QEMU TCG, meant for benchmarks rather than CI.
+    ``approx_insns``: guest instructions executed from reset to the reset
+    write, measured under QEMU (order of magnitude; the interrupt guest's
+    count varies with timing); use it to scale timeouts for slower
+    implementations. ``timeout_s`` is the timeout under QEMU.
+    ``extra_deps``: further source files (in this directory) it includes.
     """
 
     name: str
@@ -83,20 +92,62 @@ class Guest:
     bench: bool = False
     approx_insns: int = 0
     timeout_s: float = 30.0
+    extra_deps: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
         return GUESTS_DIR / self.source
 
 
-def _g(name: str, ext: str, description: str, **kw: object) -> Guest:
-    return Guest(name=name, source=f"{name}.{ext}", description=description, **kw)  # type: ignore[arg-type]
+def _g(name: str, ext: str, description: str, **kw: Any) -> Guest:
+    return Guest(name=name, source=f"{name}.{ext}", description=description, **kw)
 
 
+# fmt: off
 GUESTS: tuple[Guest, ...] = (
-    _g("hello", "c", "console smoke test: puts/kprintf/exit", approx_insns=4_000),
-    _g("regdump", "S", "asm conventions: PRINT, PRINT_REG, DUMP_REGS, DUMP_MEM", approx_insns=15_000),
+    _g("hello", "c", "console smoke test: puts/kprintf/exit", approx_insns=25_000),
+    _g("regdump", "S", "asm conventions: PRINT, PRINT_REG, DUMP_REGS, DUMP_MEM", approx_insns=49_000),
+    _g("alu_imm", "S", "addiu addi slti sltiu andi ori xori lui", approx_insns=33_000),
+    _g("alu_reg", "S", "addu add subu sub and or xor nor slt sltu", approx_insns=33_000),
+    _g("shifts", "S", "sll srl sra sllv srlv srav rotr rotrv", approx_insns=33_000),
+    _g("muldiv", "S", "mult(u) div(u) madd(u) msub(u) mul; mfhi mflo mthi mtlo", approx_insns=49_000),
+    _g("clz_clo", "S", "clz clo", approx_insns=27_000),
+    _g("bitops", "S", "ext ins seb seh wsbh", approx_insns=31_000),
+    _g("movcond", "S", "movn movz", approx_insns=25_000),
+    _g("branches", "S", "all conditional branches, likely and linking; delay slots", approx_insns=45_000),
+    _g("jumps", "S", "j jal jr jalr jr.hb jalr.hb; link values; delay slots", approx_insns=28_000),
+    _g("loadstore", "S", "lb lbu lh lhu lw sb sh sw; kseg0/kseg1 aliasing", approx_insns=32_000),
+    _g("lwlr", "S", "lwl lwr swl swr at all four alignments", approx_insns=33_000),
+    _g("llsc", "S", "ll sc; LLbit cleared by eret", approx_insns=26_000),
+    _g("traps", "S", "teq tne tge tgeu tlt tltu and immediate forms (Tr)", approx_insns=42_000),
+    _g("syscall_break", "S", "syscall break (Sys/Bp exceptions, code field)", approx_insns=29_000),
+    _g("nops", "S", "nop ssnop ehb sync pref cache synci leave state unchanged", approx_insns=46_000),
+    _g("cp0_misc", "S", "di ei; eret from EXL and ERL; CP0 read/write fields; Cause.DC",
+       approx_insns=42_000),
+    _g("rdhwr", "S", "rdhwr CPUNum SYNCI_Step CC CCRes in kernel mode; HWREna", approx_insns=28_000),
+    _g("mmio_bd", "S", "UART loads/stores in branch and jump delay slots", approx_insns=24_000),
+    _g("exc_addr", "S", "address errors: unaligned loads/stores (AdEL/AdES), unaligned fetch",
+       approx_insns=38_000),
+    _g("exc_ri", "S", "reserved instruction (RI); coprocessor unusable (CpU, CE=1)", approx_insns=26_000),
+    _g("exc_ov", "S", "overflow (Ov) of add addi sub; none for addu addiu subu", approx_insns=42_000),
+    _g("exc_bd", "S", "exceptions in branch delay slots: Cause.BD, EPC = branch", approx_insns=38_000),
+    _g("usermode", "S", "user mode: HWREna, CpU, AdEL/AdES, TLB refill, CU0", approx_insns=46_000,
+       uses_tlb=True, uses_user_mode=True),
+    _g("tlb", "c", "tlbwi tlbwr tlbp tlbr; 4K/16K; refill/invalid/modified; ASID/global; EXL miss",
+       approx_insns=67_000, uses_tlb=True),
+    _g("interrupts", "c", "software interrupts; Count/Compare timer polled, via wait, spinning",
+       approx_insns=33_000, uses_timer=True),
+    _g("c_crc32", "c", "CRC-32 of a 16 KiB pseudo-random buffer", approx_insns=320_000),
+    _g("c_qsort", "c", "quicksort of 3000 pseudo-random words", approx_insns=470_000),
+    _g("c_bignum", "c", "100! and 2^1000 in decimal", approx_insns=900_000),
+    _g("bench_crc32", "c", "benchmark: CRC-32 of 128 x 1 MiB", approx_insns=1_350_000_000,
+       bench=True, extra_deps=("c_crc32.c",), timeout_s=120.0),
+    _g("bench_qsort", "c", "benchmark: 40 quicksorts of 200000 words", approx_insns=1_650_000_000,
+       bench=True, extra_deps=("c_qsort.c",), timeout_s=120.0),
+    _g("bench_bignum", "c", "benchmark: 12000! and 2^50000 in decimal", approx_insns=1_700_000_000,
+       bench=True, extra_deps=("c_bignum.c",), timeout_s=120.0),
 )
+# fmt: on
 
 GUESTS_BY_NAME: dict[str, Guest] = {g.name: g for g in GUESTS}
 
@@ -189,15 +240,30 @@ def _build_one(guest: Guest, out_dir: Path, runtime: list[Path], force: bool) ->
     if not guest.path.is_file():
         raise GuestBuildError(f"guest {guest.name}: source {guest.path} is missing")
     elf = out_dir / f"{guest.name}.elf"
-    obj = _compile(guest.path, out_dir / "obj" / f"{guest.name}.o", _common_deps(), force)
+    deps = [*_common_deps(), *(GUESTS_DIR / d for d in guest.extra_deps)]
+    obj = _compile(guest.path, out_dir / "obj" / f"{guest.name}.o", deps, force)
     if not force and not _is_stale(elf, [obj, *runtime, GUESTS_DIR / "link.ld"]):
         return elf
     tmp = _atomic_output(elf)
     try:
-        _run([CC, *CFLAGS, *LDFLAGS, "-T", str(GUESTS_DIR / "link.ld"), *map(str, runtime), str(obj), "-o", str(tmp)])
+        _run(
+            [
+                CC,
+                *CFLAGS,
+                *LDFLAGS,
+                "-T",
+                str(GUESTS_DIR / "link.ld"),
+                *map(str, runtime),
+                str(obj),
+                "-o",
+                str(tmp),
+            ]
+        )
         dis = subprocess.run(
             [OBJDUMP, "-d", "-M", "reg-names=numeric", "--no-show-raw-insn", str(tmp)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         (out_dir / f"{guest.name}.dis").write_text(dis.stdout)
         os.replace(tmp, elf)

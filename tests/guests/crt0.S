@@ -2,10 +2,14 @@
  * crt0 for kvmpy test guests: entry, exception vectors, the exception
  * entry/exit path and the RT_CALL trampoline used by guest.h's macros.
  *
- * Entry state we must cope with (QEMU's Malta -kernel pseudo-bootloader
- * jumps here straight after reset): Status.BEV=1 and Status.ERL=1, KSU=0,
- * IE=0; a0..a3 = argc, argv, envp, memsize; sp points below the
- * boot environment; everything else is reset state. We assume nothing.
+ * Entry state: we assume nothing beyond "kernel mode, running at _start
+ * from kseg0". QEMU's Malta -kernel pseudo-bootloader enters with Status =
+ * 0x00400000 (BEV=1, ERL=0, EXL=0, IE=0), a0..a3 = argc, argv, envp,
+ * memsize, sp below the boot environment and junk in other registers
+ * (k1...); a real YAMON, or kvmpy's loader, may leave ERL=1 too. crt0
+ * rewrites Status, Cause, EBase and the TLB control registers, clears
+ * every GPR and HI/LO, zeroes .bss, installs the vectors, initialises the
+ * UART and calls main(); main's return value goes to exit().
  */
 #include "mips.h"
 
@@ -34,6 +38,14 @@ _start:
     /* Writing Compare clears any pending timer interrupt (Cause.TI). */
     mtc0    $zero, C0_COMPARE
     ehb
+
+    /* Forget everything the boot path left in registers, so that register
+     * dumps do not depend on the bootloader (QEMU's leaves a0..a3, k1...). */
+    .irp r, 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,30,31
+    move    $\r, $zero
+    .endr
+    mthi    $zero
+    mtlo    $zero
 
     la      $sp, __stack_top
     move    $gp, $zero

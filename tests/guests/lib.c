@@ -136,8 +136,12 @@ void exit(int code)
     while (!(UART_REG(UART_LSR) & LSR_TEMT))
         ;
     *(volatile u8 *)MALTA_SOFTRES = MALTA_GORESET;
+    /* Not a tight branch-to-self loop: QEMU (TCG) may act on the reset
+     * request only once the vCPU leaves its execution loop, which a tight
+     * loop with interrupts off can postpone until the next timer interrupt.
+     * WAIT halts the vCPU (interrupts are disabled: nothing wakes it). */
     for (;;)
-        ;
+        __asm__ __volatile__("di\n\tehb\n\twait" ::: "memory");
 }
 
 /* ------------------------------------------------------------------ */
@@ -322,6 +326,35 @@ void exc_dispatch(struct exc_frame *f)
     exc_last_vector = f->vector;
     exc_handler_t h = f->vector == VEC_REFILL ? refill_handler : handlers[code];
     (h ? h : exc_default_handler)(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* TLB                                                                 */
+
+u32 tlb_size(void) { return ((mfc0(CP0_CONFIG, 1) >> 25) & 0x3f) + 1; }
+
+void tlb_write(int index, u32 entryhi, u32 lo0, u32 lo1, u32 pagemask, u32 asid_after)
+{
+    mtc0(CP0_PAGEMASK, 0, pagemask);
+    mtc0(CP0_ENTRYHI, 0, entryhi);
+    mtc0(CP0_ENTRYLO0, 0, lo0);
+    mtc0(CP0_ENTRYLO1, 0, lo1);
+    if (index < 0) {
+        tlbwr();
+    } else {
+        mtc0(CP0_INDEX, 0, (u32)index);
+        tlbwi();
+    }
+    mtc0(CP0_PAGEMASK, 0, 0);
+    mtc0(CP0_ENTRYHI, 0, asid_after & 0xff);
+}
+
+void tlb_init(void)
+{
+    u32 n = tlb_size();
+    mtc0(CP0_WIRED, 0, 0);
+    for (u32 i = 0; i < n; i++)
+        tlb_write((int)i, 0x80000000u + (i << 13), 0, 0, PM_4K, 0);
 }
 
 /* ------------------------------------------------------------------ */

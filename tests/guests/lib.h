@@ -108,6 +108,16 @@ static inline u32 irq_disable(void)
 }
 static inline void irq_enable(void) { __asm__ __volatile__("ei\n\tehb" ::: "memory"); }
 
+/* ---- TLB helpers ---- */
+/* Number of TLB entries (Config1.MMUSize + 1). */
+u32 tlb_size(void);
+/* Make every TLB entry invalid with a unique VPN2 in kseg0 (never looked
+ * up), PageMask 4K; sets Wired = 0 and EntryHi = 0 (ASID 0). */
+void tlb_init(void);
+/* Write one entry: index < 0 means tlbwr (random). Leaves EntryHi = ASID
+ * 'asid_after' so the current address space is well defined. */
+void tlb_write(int index, u32 entryhi, u32 lo0, u32 lo1, u32 pagemask, u32 asid_after);
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need: the mipsel cross toolchain
+# (to build tests/guests) and qemu-system-mipsel (the reference the guests
+# are compared against). Also registers the mipsel dpkg architecture for
+# later use (mipsel Debian packages, e.g. a Malta kernel).
+#
+# Idempotent and fast when everything is present: apt is not touched at
+# all then. Needs root (or password-less sudo) only when something is
+# missing. Non-interactive (CI runs it as root with no stdin).
+set -euo pipefail
+
+PACKAGES=(
+    binutils-mipsel-linux-gnu
+    gcc-mipsel-linux-gnu
+    qemu-system-mips
+)
+FOREIGN_ARCH=mipsel
+
+export DEBIAN_FRONTEND=noninteractive
+
+is_installed() {
+    dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    is_installed "$pkg" || missing+=("$pkg")
+done
+
+need_arch=0
+if ! dpkg --print-foreign-architectures | grep -qx "$FOREIGN_ARCH"; then
+    need_arch=1
+fi
+
+if [[ ${#missing[@]} -eq 0 && $need_arch -eq 0 ]]; then
+    echo "install-test-deps: all present (${PACKAGES[*]}; dpkg arch $FOREIGN_ARCH)"
+    exit 0
+fi
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO=(sudo -n)
+    else
+        echo "install-test-deps: need root for: apt-get install ${missing[*]:-(nothing)};" \
+            "dpkg --add-architecture $FOREIGN_ARCH: $([[ $need_arch -eq 1 ]] && echo needed || echo done)" >&2
+        exit 1
+    fi
+fi
+
+if [[ $need_arch -eq 1 ]]; then
+    echo "install-test-deps: dpkg --add-architecture $FOREIGN_ARCH"
+    "${SUDO[@]}" dpkg --add-architecture "$FOREIGN_ARCH"
+fi
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "install-test-deps: installing ${missing[*]}"
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+for pkg in "${PACKAGES[@]}"; do
+    if ! is_installed "$pkg"; then
+        echo "install-test-deps: $pkg is still not installed" >&2
+        exit 1
+    fi
+done
+for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "install-test-deps: $tool not on PATH after install" >&2
+        exit 1
+    fi
+done
+echo "install-test-deps: done"
