@@ -4,10 +4,16 @@ Guest physical map (the Malta's, with the GT-64120 mapping that YAMON
 leaves behind):
 
     0x00000000 - 0x0fffffff   low RAM (up to 256 MiB)
-    0x18000000 - 0x1bdfffff   PCI I/O space: the PIIX4's ISA ports at 0x18000000 + port
+    0x10000000 - 0x17ffffff   PCI memory (GT-64120 MEM0 window)
+    0x18000000 - 0x181fffff   PCI I/O: the PIIX4's ISA ports at 0x18000000 + port
+    0x1be00000 - 0x1be00fff   GT-64120 registers (PCI configuration, interrupt acknowledge)
     0x1f000000 - 0x1f0fffff   FPGA registers (LEDs, ASCII display, SOFTRES)
     0x1f000900                FPGA (CBUS) UART
     0x1fc00010                board REVISION register (in the boot flash window)
+
+Interrupts: the PIIX4's 8259 pair drives CPU pin IP2 (Linux acknowledges it
+through the GT-64120's interrupt-acknowledge register), the CBUS UART IP4,
+and the core's own timer IP7.
 
 The board boots like its firmware: the kernel ELF is copied into RAM, the
 YAMON-style arguments (argc/argv/envp, memsize) are written at 0x80002000,
@@ -22,18 +28,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmpy.arch.mips.regs import CP0_ID_BY_NAME
-from kvmpy.kvm import Kvm, KvmError, VmType
+from kvmpy.kvm import Kvm, KvmError, Vcpu, VmType
 from kvmpy.vmm.bus import Bus
-from kvmpy.vmm.devices.malta_fpga import FPGA_GPA, MALTA_REVISION_GPA, MaltaFpga, MaltaRevision
+from kvmpy.vmm.devices.gt64120 import GT64120_ISD_GPA, GT64120_REGS_BYTES, Gt64120
+from kvmpy.vmm.devices.malta_fpga import (
+    CBUS_UART_OFFSET,
+    CBUS_UART_REG_SHIFT,
+    FPGA_GPA,
+    MALTA_REVISION_GPA,
+    MaltaFpga,
+    MaltaRevision,
+)
+from kvmpy.vmm.devices.piix4 import IsaDevices, add_isa_devices
+from kvmpy.vmm.devices.piix4_pci import attach_piix4
 from kvmpy.vmm.devices.uart16550 import Uart16550
 from kvmpy.vmm.errors import VmmError
 from kvmpy.vmm.loader.elf import load_elf_kernel, load_initrd
 from kvmpy.vmm.loader.yamon import ENTRY_CP0_STATUS, write_yamon_boot_args
+from kvmpy.vmm.pci import BusBarMapper, PciBus
 from kvmpy.vmm.runner import RunOutcome, StopControl, StopReason, run_vcpu
-from kvmpy.vmm.serial import SerialBackend
+from kvmpy.vmm.serial import NullSerial, SerialBackend
 
 ISA_IO_GPA = 0x18000000
 COM1_PORT = 0x3F8
+COM2_PORT = 0x2F8
+CPU_PIN_I8259 = 2
+CPU_PIN_CBUS_UART = 4
 # Low memory is all the Malta maps below the I/O window at 0x10000000.
 MAX_MEM_SIZE_MIB = 256
 
@@ -50,6 +70,17 @@ class MaltaConfig:
     mem_size_mib: int = 256
     mode: str = "vz"
     no_reboot: bool = False
+
+
+@dataclass(frozen=True)
+class CpuPin:
+    """A CPU interrupt input (IP2..IP7) driven through the KVM API (KVM_INTERRUPT)."""
+
+    vcpu: Vcpu
+    pin: int
+
+    def set(self, level: bool) -> None:
+        self.vcpu.interrupt(self.pin if level else -self.pin)
 
 
 class Malta:
@@ -76,13 +107,33 @@ class Malta:
         self.ram = mmap.mmap(-1, mem_bytes)
         self.vm.set_user_memory_region(0, 0, mem_bytes, self.ram)
         self.bus = Bus()
-        self.uart0 = Uart16550(self.serial)
+        self.vcpu = self.vm.create_vcpu(0)
+        # South bridge: 8259s, PIT, RTC, PM (power-off), i8042, DMA and misc ports.
+        self.isa: IsaDevices = add_isa_devices(
+            self.bus,
+            ISA_IO_GPA,
+            CpuPin(self.vcpu, CPU_PIN_I8259),
+            on_poweroff=self._on_poweroff,
+            on_reset=self._on_reset,
+        )
+        self.uart0 = Uart16550(self.serial, irq=self.isa.com1_irq)
         self.bus.add(ISA_IO_GPA + COM1_PORT, 8, self.uart0, "uart0")
+        self.uart1 = Uart16550(NullSerial(), irq=self.isa.com2_irq)
+        self.bus.add(ISA_IO_GPA + COM2_PORT, 8, self.uart1, "uart1")
+        # North bridge: GT-64120 with the PCI bus and the PIIX4's PCI functions.
+        self.pci = PciBus(on_bar_change=BusBarMapper(self.bus, io_gpa_base=ISA_IO_GPA))
+        self.gt = Gt64120(self.pci, iack=self.isa.pic.acknowledge)
+        self.bus.add(GT64120_ISD_GPA, GT64120_REGS_BYTES, self.gt, "gt64120")
+        attach_piix4(self.pci, isa_irq=self.isa.pic.input, on_pm_io_change=self.isa.map_pm)
+        # FPGA registers and its CBUS UART.
         self.fpga = MaltaFpga(on_reset=self._on_reset)
         for i, window in enumerate(self.fpga.windows()):
             self.bus.add(FPGA_GPA + window.offset, window.size_bytes, window.device, f"fpga{i}")
+        self.cbus_uart = Uart16550(
+            NullSerial(), irq=CpuPin(self.vcpu, CPU_PIN_CBUS_UART), reg_shift=CBUS_UART_REG_SHIFT
+        )
+        self.bus.add(FPGA_GPA + CBUS_UART_OFFSET, 8 << CBUS_UART_REG_SHIFT, self.cbus_uart, "cbus-uart")
         self.bus.add(MALTA_REVISION_GPA, 4, MaltaRevision(), "revision")
-        self.vcpu = self.vm.create_vcpu(0)
         self._load(mem_bytes)
 
     def _write_gpa(self, gpa: int, data: bytes) -> None:
@@ -115,7 +166,10 @@ class Malta:
         self.vcpu.kick()
 
     def _on_reset(self) -> None:
-        self.stop.request(StopReason.RESET, "guest wrote SOFTRES")
+        self.stop.request(StopReason.RESET, "guest reset the board")
+
+    def _on_poweroff(self) -> None:
+        self.stop.request(StopReason.SHUTDOWN, "guest powered off (PIIX4 PM)")
 
     def run(self, max_seconds: float | None = None) -> RunOutcome:
         """Boot and run until the guest powers off or resets (and --no-reboot), or the user quits."""
@@ -128,10 +182,13 @@ class Malta:
                     return outcome
                 # A reset reboots the board: a new VM from the same files.
                 self.resets += 1
+                self.isa.close()
                 self.stop = StopControl()
                 self._build()
         except KvmError as exc:
             raise VmmError(f"hypervisor error: {exc}") from exc
+        finally:
+            self.isa.close()
 
     def stats_report(self) -> str:
         """Exit statistics of the run: exits by reason, hypervisor traps, MMIO by device."""
