@@ -59,7 +59,8 @@ def timed_run(cmd: list[str], timeout_s: float) -> tuple[float, bytes, bytes]:
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-500:]}")
+        tail = done.stderr.decode(errors="replace")[-500:]
+        raise RuntimeError(f"{cmd[0]} exited {done.returncode}: {tail}")
     return elapsed, done.stdout, done.stderr
 
 
