@@ -53,6 +53,8 @@ from kvmpy.vmm.serial import SerialBackend
 log = logging.getLogger(__name__)
 
 FIFO_SIZE = 16
+# Host input waiting for room in the receiver (see Uart16550._line).
+LINE_BUFFER_BYTES = 1 << 20
 NUM_REGS = 8
 
 
@@ -190,6 +192,10 @@ class Uart16550:
         self.out2_gates_irq = out2_gates_irq
         self._lock = threading.RLock()
         self._rx: deque[int] = deque()
+        # Bytes the host sent that the receiver has no room for yet. Like
+        # QEMU's character backends (qemu_chr_be_can_write), the line holds
+        # them until the guest drains the FIFO, so pasted text is not lost.
+        self._line: deque[int] = deque()
         self._irq_level = False
         self._readers = (
             self._read_rbr_dll,
@@ -256,16 +262,26 @@ class Uart16550:
     def receive(self, data: bytes) -> None:
         """Bytes arriving on the serial input pin (thread-safe).
 
-        Bytes that find the receiver full are lost and set LSR.OE: in FIFO
-        mode the FIFO keeps its contents; in 16450 mode the new byte
-        overwrites RBR. Ignored in loopback mode.
+        Bytes that find the receiver full wait on the line (up to
+        LINE_BUFFER_BYTES) and move into the receiver as the guest reads
+        it; only bytes beyond that are lost, setting LSR.OE. Ignored in
+        loopback mode.
         """
         with self._lock:
             if self._mcr & Mcr.LOOP:
                 return
-            for byte in data:
-                self._rx_put(byte)
+            room = LINE_BUFFER_BYTES - len(self._line)
+            if len(data) > room:
+                self._lsr_errors |= Lsr.OE  # the host flooded the line: the excess is lost
+                data = data[:room]
+            self._line.extend(data)
+            self._fill_rx()
             self._update_irq()
+
+    def _fill_rx(self) -> None:
+        capacity = FIFO_SIZE if self._fifo_enabled() else 1
+        while self._line and len(self._rx) < capacity:
+            self._rx.append(self._line.popleft())
 
     def state(self) -> UartState:
         """The register state without read side effects (for tests, debugging, snapshots)."""
@@ -293,6 +309,8 @@ class Uart16550:
             return self._divisor & 0xFF
         if self._rx:
             self._rbr_last = self._rx.popleft()
+            if self._line:
+                self._fill_rx()
             self._update_irq()
             return self._rbr_last
         # Empty: RBR still holds the last byte in 16450 mode; an empty FIFO reads 0 (as QEMU).
@@ -380,6 +398,7 @@ class Uart16550:
         else:
             self._fcr = 0
             self._rx_trigger_bytes = 1
+        self._fill_rx()
         self._update_irq()
 
     def _transmit(self, byte: int) -> None:

@@ -1,0 +1,145 @@
+"""Drive a shell on a guest's serial console: kvmpy (in-process) or QEMU (a subprocess).
+
+Both sides are driven the same way: wait for the prompt, send a command,
+collect what it printed up to the next prompt. Like a terminal, the driver
+answers the shell's cursor-position query (ESC [ 6 n), so typed-ahead input
+is never swallowed as a terminal reply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kvmpy.vmm.machines.malta import Malta, MaltaConfig
+from kvmpy.vmm.runner import RunOutcome
+from kvmpy.vmm.serial import BufferSerial
+
+PROMPT = b"kvmpy# "
+CURSOR_QUERY = b"\x1b[6n"
+CURSOR_REPLY = b"\x1b[24;1R"
+APPEND = "console=ttyS0"
+
+
+class SessionError(AssertionError):
+    pass
+
+
+class GuestSession:
+    """A serial console conversation; subclasses provide the byte transport."""
+
+    def __init__(self, read: Callable[[], bytes], write: Callable[[bytes], None], alive: Callable[[], bool]):
+        self._read, self._write, self._alive = read, write, alive
+        self.transcript = bytearray()
+        self._answered = 0
+
+    def _pump(self) -> None:
+        self.transcript += self._read()
+        while (i := self.transcript.find(CURSOR_QUERY, self._answered)) >= 0:
+            self._answered = i + len(CURSOR_QUERY)
+            self._write(CURSOR_REPLY)
+
+    def wait_for(self, pattern: bytes, timeout_s: float, start: int = 0) -> int:
+        """Wait until `pattern` (a regex) appears after offset `start`; return where it ends."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._pump()
+            m = re.search(pattern, self.transcript[start:])
+            if m:
+                return start + m.end()
+            if not self._alive() or b"Kernel panic" in self.transcript:
+                break
+            time.sleep(0.02)
+        tail = bytes(self.transcript[-1500:]).decode(errors="replace")
+        raise SessionError(f"no {pattern!r} within {timeout_s} s; console ends with:\n{tail}")
+
+    def wait_for_shell(self, timeout_s: float) -> None:
+        end = self.wait_for(re.escape(PROMPT), timeout_s)
+        # let the shell finish its prompt (and the cursor query) before typing
+        self.wait_for(re.escape(CURSOR_QUERY), 5, end)
+        self._pump()
+
+    def run(self, command: str, timeout_s: float = 60) -> str:
+        """Type a command; return its output (without the echo and the next prompt)."""
+        start = len(self.transcript)
+        self._write(command.encode() + b"\n")
+        echo_end = self.wait_for(re.escape(command.encode()) + rb"\r?\n", timeout_s, start)
+        end = self.wait_for(re.escape(PROMPT), timeout_s, echo_end)
+        self.wait_for(re.escape(CURSOR_QUERY), 5, end)
+        out = bytes(self.transcript[echo_end : end - len(PROMPT)])
+        return out.decode(errors="replace").replace("\r\n", "\n")
+
+    def send(self, command: str) -> None:
+        self._write(command.encode() + b"\n")
+
+
+class KvmpySession(GuestSession):
+    def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256,
+                 max_seconds: float = 1800) -> None:
+        self.serial = BufferSerial()
+        self.machine = Malta(
+            MaltaConfig(kernel=kernel, initrd=initrd, append=APPEND, mem_size_mib=mem_size_mib,
+                        mode=mode, no_reboot=True),
+            self.serial,
+        )
+        self.outcome: RunOutcome | None = None
+        self._thread = threading.Thread(target=self._run, args=(max_seconds,), daemon=True)
+        super().__init__(self.serial.take, self.serial.feed, self._thread.is_alive)
+        self._thread.start()
+
+    def _run(self, max_seconds: float) -> None:
+        self.outcome = self.machine.run(max_seconds=max_seconds)
+
+    def wait_exit(self, timeout_s: float) -> RunOutcome:
+        self._thread.join(timeout_s)
+        if self._thread.is_alive() or self.outcome is None:
+            self.machine.request_quit()
+            self._thread.join(10)
+            raise SessionError(f"kvmpy did not stop within {timeout_s} s")
+        return self.outcome
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.machine.request_quit()
+            self._thread.join(10)
+
+
+class QemuSession(GuestSession):
+    def __init__(self, kernel: Path, initrd: Path, cpu: str = "P5600", mem_size_mib: int = 256) -> None:
+        cmd = ["qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib),
+               "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
+               "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self._fd = self.proc.stdout.fileno()
+        os.set_blocking(self._fd, False)
+        super().__init__(self._read_available, self._write_stdin, lambda: self.proc.poll() is None)
+
+    def _read_available(self) -> bytes:
+        ready, _, _ = select.select([self._fd], [], [], 0)
+        if not ready:
+            return b""
+        try:
+            return os.read(self._fd, 65536)
+        except BlockingIOError:
+            return b""
+
+    def _write_stdin(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def wait_exit(self, timeout_s: float) -> int:
+        return self.proc.wait(timeout_s)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
