@@ -13,7 +13,10 @@ Measured:
   process start to the guest's final SOFTRES write, for both sides, with
   the guest's output checked to be identical;
 - start-up: wall time from launching the `kvmpy` command to the first byte
-  the guest prints (the "first guest instruction" target), against QEMU's.
+  the guest prints (the "first guest instruction" target), against QEMU's;
+- Debian boot (`--only boot`): launching `kvmpy run` / `qemu-system-mipsel`
+  on Debian's 4kc-malta kernel and the busybox initramfs, to the first line
+  /init prints, and on to power-off after typing `poweroff` at the shell.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.functional.guest_session import (  # noqa: E402
+    KvmpyCommandSession,
+    ProcessSession,
+    QemuSession,
+)
 from tests.guests.build import GUESTS, build_all  # noqa: E402
 
 BUILD_DIR = REPO / "build" / "guests"
@@ -107,6 +115,35 @@ def bench_startup(elf: Path, runs: int) -> Row:
     return Row("startup: launch to first guest output", k, q)
 
 
+def boot_once(session: ProcessSession) -> tuple[float, float]:
+    """Seconds from launch to /init's first line, and to the end of power-off."""
+    start = time.perf_counter()
+    try:
+        session.wait_for(rb"kvmpy-init: up", 1800)
+        to_init = time.perf_counter() - start
+        session.wait_for_shell(300)
+        session.send("poweroff")
+        if session.wait_exit(300) != 0:
+            raise RuntimeError("power-off did not end the run with status 0")
+        return to_init, time.perf_counter() - start
+    finally:
+        session.close()
+
+
+def bench_boot(runs: int) -> list[Row]:
+    from kvmpy.vmm.images.debian import prepare
+
+    image = prepare()
+    k = [boot_once(KvmpyCommandSession(image.kernel, image.initrd)) for _ in range(runs)]
+    q = [boot_once(QemuSession(image.kernel, image.initrd)) for _ in range(runs)]
+    return [
+        Row("Debian boot: launch to /init", statistics.median(t for t, _ in k),
+            statistics.median(t for t, _ in q), "vz; QEMU -cpu 24Kc"),
+        Row("Debian boot: launch to power-off", statistics.median(t for _, t in k),
+            statistics.median(t for _, t in q), "vz; QEMU -cpu 24Kc"),
+    ]
+
+
 def machine_line() -> str:
     model = "unknown CPU"
     try:
@@ -150,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         rows.append(bench_guest(name, elfs[name], args.runs))
         print(render(rows[-1:], args.runs).splitlines()[-1], flush=True)
+    if not args.only or "boot" in args.only:
+        for row in bench_boot(args.runs):
+            rows.append(row)
+            print(render([row], args.runs).splitlines()[-1], flush=True)
     table = render(rows, args.runs)
     print()
     print(table)

@@ -1,9 +1,11 @@
 """Drive a shell on a guest's serial console: kvmpy (in-process) or QEMU (a subprocess).
 
 Both sides are driven the same way: wait for the prompt, send a command,
-collect what it printed up to the next prompt. Like a terminal, the driver
-answers the shell's cursor-position query (ESC [ 6 n), so typed-ahead input
-is never swallowed as a terminal reply.
+collect what it printed up to the next prompt. After the first prompt the
+driver turns terminal echo off (`stty -echo`): busybox's line editor then
+reads plain lines, so output is exactly what the command printed, however
+long the command line. Until then, like a terminal, it answers the shell's
+cursor-position query (ESC [ 6 n).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 import select
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,16 +66,16 @@ class GuestSession:
         end = self.wait_for(re.escape(PROMPT), timeout_s)
         # let the shell finish its prompt (and the cursor query) before typing
         self.wait_for(re.escape(CURSOR_QUERY), 5, end)
-        self._pump()
+        start = len(self.transcript)
+        self._write(b"stty -echo\n")
+        self.wait_for(re.escape(PROMPT), 60, start)
 
     def run(self, command: str, timeout_s: float = 60) -> str:
-        """Type a command; return its output (without the echo and the next prompt)."""
+        """Send a command line; return what it printed before the next prompt."""
         start = len(self.transcript)
         self._write(command.encode() + b"\n")
-        echo_end = self.wait_for(re.escape(command.encode()) + rb"\r?\n", timeout_s, start)
-        end = self.wait_for(re.escape(PROMPT), timeout_s, echo_end)
-        self.wait_for(re.escape(CURSOR_QUERY), 5, end)
-        out = bytes(self.transcript[echo_end : end - len(PROMPT)])
+        end = self.wait_for(re.escape(PROMPT), timeout_s, start)
+        out = bytes(self.transcript[start : end - len(PROMPT)])
         return out.decode(errors="replace").replace("\r\n", "\n")
 
     def send(self, command: str) -> None:
@@ -110,13 +113,12 @@ class KvmpySession(GuestSession):
             self._thread.join(10)
 
 
-class QemuSession(GuestSession):
-    def __init__(self, kernel: Path, initrd: Path, cpu: str = "P5600", mem_size_mib: int = 256) -> None:
-        cmd = ["qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib),
-               "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
-               "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+class ProcessSession(GuestSession):
+    """A guest whose console is a subprocess's stdin/stdout (QEMU, or the kvmpy command)."""
+
+    def __init__(self, cmd: list[str]) -> None:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.PIPE)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self._fd = self.proc.stdout.fileno()
         os.set_blocking(self._fd, False)
@@ -143,3 +145,23 @@ class QemuSession(GuestSession):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class QemuSession(ProcessSession):
+    def __init__(self, kernel: Path, initrd: Path, cpu: str = "24Kc", mem_size_mib: int = 256) -> None:
+        super().__init__([
+            "qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib),
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
+            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+        ])
+
+
+class KvmpyCommandSession(ProcessSession):
+    """The `kvmpy run` command as a user runs it, console on stdin/stdout."""
+
+    def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256) -> None:
+        super().__init__([
+            sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "--mode", mode,
+            "-m", str(mem_size_mib), "--kernel", str(kernel), "--initrd", str(initrd),
+            "--append", APPEND, "--no-reboot", "--serial", "stdio", "--stats",
+        ])
