@@ -53,8 +53,9 @@ def normalise(name: str, text: str) -> str:
         fields = cpuinfo_fields(text)
         text = "\n".join(f"{k}: {v}" for k, v in fields.items() if k not in CPU_MODEL_FIELDS)
     if name == "proc":
-        # process directories are PIDs, which differ from boot to boot
-        text = " ".join(w for w in text.split() if not w.isdigit())
+        # process directories are PIDs, which differ from boot to boot; their
+        # number changes the column layout, so compare the sorted names
+        text = " ".join(sorted(w for w in text.split() if not w.isdigit()))
     if name == "cmdline":
         text = re.sub(r"rd_start=\S+", "rd_start=X", text)
     return text.strip()
