@@ -27,6 +27,7 @@ from kvmpy.vmm.devices.piix4_pci import (
     malta_slot_pirq,
 )
 from kvmpy.vmm.pci import BarKind, Cfg, Command, InterruptPin, PciBus, PciDevice, devfn
+from tests.unit.fakes import RecordingIrq as RecordingLine
 
 CONFIG_EN = 0x80000000
 LINUX_CLEAR_ABORTS = ~(INTRCAUSE_MASABORT0 | INTRCAUSE_TARABORT0) & 0xFFFFFFFF
@@ -58,17 +59,6 @@ QEMU_CONFIG: dict[int, dict[int, int]] = {
     },
 }  # fmt: skip
 
-
-class RecordingLine:
-    def __init__(self) -> None:
-        self.levels: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.levels.append(level)
-
-    @property
-    def level(self) -> bool:
-        return bool(self.levels) and self.levels[-1]
 
 
 class Board:

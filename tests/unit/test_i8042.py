@@ -7,22 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmpy.vmm.devices.i8042 import I8042
+from tests.unit.fakes import RecordingIrq
 
 OBF, AUXDATA = 0x01, 0x20
 
-
-class RecordingIrq:
-    def __init__(self) -> None:
-        self.level = False
-        self.changes: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.level = level
-        self.changes.append(level)
-
-    @property
-    def rising_edges(self) -> int:
-        return sum(1 for i, c in enumerate(self.changes) if c and (i == 0 or not self.changes[i - 1]))
 
 
 class Kbc:

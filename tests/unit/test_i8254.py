@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmpy.vmm.devices.i8254 import I8254, NS_PER_S, PIT_HZ, RunState
+from tests.unit.fakes import RecordingIrq
 
 CONTROL = 3
 T0 = 1_000_000_000_000
@@ -26,19 +27,6 @@ class FakeClock:
         """Advance by exactly enough time for `n` more PIT clocks."""
         self.now += -((-n * NS_PER_S) // PIT_HZ)
 
-
-class RecordingIrq:
-    def __init__(self) -> None:
-        self.level = False
-        self.changes: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.level = level
-        self.changes.append(level)
-
-    @property
-    def rising_edges(self) -> int:
-        return sum(1 for i, c in enumerate(self.changes) if c and (i == 0 or not self.changes[i - 1]))
 
 
 class Rig:

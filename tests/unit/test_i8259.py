@@ -9,19 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmpy.vmm.devices.i8259 import DualPic
+from tests.unit.fakes import RecordingIrq
 
 CMD, DATA = 0, 1
 DEVICE_IRQS = [irq for irq in range(16) if irq != 2]
 
-
-class RecordingIrq:
-    def __init__(self) -> None:
-        self.level = False
-        self.changes: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.level = level
-        self.changes.append(level)
 
 
 class Pics:

@@ -18,6 +18,7 @@ from kvmpy.vmm.devices.mc146818 import (
     days_from_civil,
     periodic_rate_hz,
 )
+from tests.unit.fakes import RecordingIrq
 
 SEC, SEC_ALARM, MIN, MIN_ALARM, HOUR, HOUR_ALARM, DOW, DOM, MON, YEAR = range(10)
 REG_A, REG_B, REG_C, REG_D = 10, 11, 12, 13
@@ -36,15 +37,6 @@ class FakeClock:
         self.now += self.step
         return self.now
 
-
-class RecordingIrq:
-    def __init__(self) -> None:
-        self.level = False
-        self.changes: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.level = level
-        self.changes.append(level)
 
 
 class Rig:

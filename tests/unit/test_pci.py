@@ -22,20 +22,7 @@ from kvmpy.vmm.pci import (
     devfn,
     devfn_str,
 )
-
-
-class RecordingLine:
-    """An IrqLine that records every level it is driven with."""
-
-    def __init__(self) -> None:
-        self.levels: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.levels.append(level)
-
-    @property
-    def level(self) -> bool:
-        return bool(self.levels) and self.levels[-1]
+from tests.unit.fakes import RecordingIrq as RecordingLine
 
 
 class Registers:
