@@ -178,3 +178,20 @@ def test_guest_context_is_separate_from_root():
     cpu.tlb_write(Ctx.GUEST, 3, 0x1000_0000, 0, 0x47, 0x87)
     assert cpu.tlb_read(Ctx.ROOT, 3)[0] != 0x1000_0000
     assert cpu.tlb_read(Ctx.GUEST, 3)[:2] == (0x1000_0000, 0)
+
+
+@pytest.mark.parametrize("insn", ["lwl", "lwr", "swl", "swr"])
+def test_partial_word_access_faults_report_the_effective_address(insn):
+    phys = PhysicalMemory()
+    ram = mmap.mmap(-1, 1 << 20)
+    phys.attach(0, ram)
+    code = assemble(f"{insn} $t1, 0($t0)\n", 0x00001000)
+    ram[0x1000 : 0x1000 + len(code)] = code
+    cpu = Cpu(phys)
+    cpu.tlb_write(Ctx.ROOT, 0, 0x00000000, 0, 0x7 | (3 << 3), (1 << 6) | 0x7 | (3 << 3))
+    cpu.cp0_set_raw(Ctx.ROOT, *reg(Cp0.STATUS), 0)  # kernel mode, ERL clear: useg mapped
+    cpu.pc = 0x1000
+    cpu.set_gpr(8, 0x00400003)  # unmapped page, unaligned
+    assert cpu.run(1) == Stop.ROOT_EXCEPTION
+    assert exc_code(cpu) == (ExcCode.TLBS if insn.startswith("s") else ExcCode.TLBL)
+    assert cpu.cp0_read(Ctx.ROOT, *reg(Cp0.BADVADDR)) == 0x00400003

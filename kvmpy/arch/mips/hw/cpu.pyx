@@ -759,9 +759,10 @@ cdef class Cpu:
                         (<uint16_t*>p)[0] = <uint16_t>g[rt]
             elif op == 34 or op == 38:     # lwl, lwr
                 a = g[rs] + <uint32_t>simm
-                p = self.xlat(a & ~3, ACC_LOAD)
+                # translate the effective address itself so a fault reports it in BadVAddr
+                p = self.xlat(a, ACC_LOAD)
                 if p != NULL:
-                    v = (<uint32_t*>p)[0]
+                    v = (<uint32_t*>(p - (a & 3)))[0]
                     t = a & 3
                     if op == 34:
                         if t == 3:
@@ -775,8 +776,9 @@ cdef class Cpu:
                             g[rt] = (v >> (8 * t)) | (g[rt] & ~(0xFFFFFFFFU >> (8 * t)))
             elif op == 42 or op == 46:     # swl, swr
                 a = g[rs] + <uint32_t>simm
-                p = self.xlat(a & ~3, ACC_STORE)
+                p = self.xlat(a, ACC_STORE)
                 if p != NULL:
+                    p = p - (a & 3)
                     v = (<uint32_t*>p)[0]
                     t = a & 3
                     if op == 42:
