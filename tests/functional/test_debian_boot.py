@@ -25,6 +25,8 @@ COMMANDS = {
     "proc": "ls /proc",
     "cmdline": "cat /proc/cmdline",
     "meminfo_total": "grep MemTotal /proc/meminfo",
+    # the initramfs loads the virtio modules: relocation and linking of real modules
+    "modules": "cut -d' ' -f1 /proc/modules | sort",
 }
 BOOT_TIMEOUT_S = 900
 
@@ -93,6 +95,9 @@ def test_debian_shell_matches_qemu_and_powers_off(image, qemu_outputs, mode):
         assert cpu["cpu model"].startswith("MIPS P5600")  # the VZ guest context of the core
         assert "mips32r2" in cpu["isa"] and cpu["tlb_entries"] == "64"
         assert cpu["system type"] == "MIPS Malta"
+        assert {"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng"} <= set(
+            outputs["modules"].split()
+        )
         for name in COMMANDS:
             if name == "meminfo_total":
                 continue

@@ -150,6 +150,53 @@ def extract(deb: Path, dest: Path) -> None:
     part.rename(dest)
 
 
+# What the initramfs loads at boot: virtio over PCI for disk, network, console
+# and entropy (Debian builds them as modules).
+VIRTIO_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng")
+
+
+def module_index(modules_dir: Path) -> dict[str, Path]:
+    """Module name (dashes as underscores) -> .ko path, for a kernel's module tree."""
+    return {ko.stem.replace("-", "_"): ko for ko in modules_dir.rglob("*.ko")}
+
+
+def module_depends(ko: Path) -> list[str]:
+    """The `depends=` list of a module, read from its .modinfo section."""
+    from elftools.elf.elffile import ELFFile
+
+    with ko.open("rb") as f:
+        section = ELFFile(f).get_section_by_name(".modinfo")
+        data = section.data() if section is not None else b""
+    for entry in data.split(b"\0"):
+        if entry.startswith(b"depends="):
+            return [d.replace("-", "_") for d in entry[8:].decode().split(",") if d]
+    return []
+
+
+def resolve_modules(modules_dir: Path, wanted: tuple[str, ...]) -> list[Path]:
+    """The modules `wanted` needs, each after its dependencies (what modprobe would load)."""
+    index = module_index(modules_dir)
+    order: list[Path] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise ImageError(f"module dependency cycle through {name}")
+        if name not in index:
+            raise ImageError(f"module {name} is not in {modules_dir}")
+        state[name] = "visiting"
+        for dep in module_depends(index[name]):
+            visit(dep)
+        state[name] = "done"
+        order.append(index[name])
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
 class CpioWriter:
     """A cpio archive in the "newc" format the kernel unpacks for an initramfs."""
 
@@ -224,11 +271,16 @@ def prepare(cache: Path = DEFAULT_CACHE) -> DebianImage:
         raise ImageError(f"{kdeb.name} holds no boot/vmlinuz-{version}")
     initrd = cache / f"initramfs-{version}.cpio.gz"
     busybox = bdir / "bin" / "busybox"
-    recipe = hashlib.sha256((INIT_SCRIPT + INITTAB + PROFILE).encode()).hexdigest()
+    recipe = hashlib.sha256((INIT_SCRIPT + INITTAB + PROFILE + ",".join(VIRTIO_MODULES)).encode()).hexdigest()
     stamp = f"{kdeb.name}\n{bdeb.name}\n{recipe}\n"
     stamp_file = initrd.with_suffix(".stamp")
     if not initrd.exists() or not stamp_file.exists() or stamp_file.read_text() != stamp:
-        build_initramfs(busybox, [], initrd)
+        modules_dir = kdir / "lib" / "modules" / version
+        modules = [
+            (f"lib/modules/{version}/{ko.relative_to(modules_dir)}", ko.read_bytes())
+            for ko in resolve_modules(modules_dir, VIRTIO_MODULES)
+        ]
+        build_initramfs(busybox, modules, initrd)
         stamp_file.write_text(stamp)
     return DebianImage(kernel, initrd, version)
 
