@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--mode", choices=MODES, default="vz", help="vz (hardware-assisted, default) or te")
     run.add_argument("--serial", default="stdio", metavar="SPEC", help=f"console UART: {SPEC_HELP}")
+    run.add_argument(
+        "--drive",
+        action="append",
+        default=[],
+        metavar="file=PATH[,readonly=on][,serial=ID]",
+        help="a virtio-blk disk backed by a raw image (repeatable)",
+    )
+    run.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        choices=("virtio-rng",),
+        help="an extra device (repeatable): virtio-rng",
+    )
     run.add_argument("--stats", action="store_true", help="print exit statistics to stderr at the end")
     run.add_argument(
         "--max-seconds", type=_seconds, metavar="S", help="stop after S seconds (exit status 124)"
@@ -130,7 +144,7 @@ def _check_files(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from kvmpy.vmm.machines.malta import Malta, MaltaConfig
+        from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig
     except ImportError as exc:
         return _error(f"machine {args.machine} is not available: {exc}", EXIT_ERROR)
 
@@ -152,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
             mem_size_mib=args.memory,
             mode=args.mode,
             no_reboot=args.no_reboot,
+            drives=tuple(DriveSpec.parse(d) for d in args.drive),
+            virtio_rng="virtio-rng" in args.device,
         )
         machine = Malta(config, serial)
         outcome = machine.run(max_seconds=args.max_seconds)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kvmpy.vmm.machines.malta import Malta, MaltaConfig
+from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig
 from kvmpy.vmm.runner import RunOutcome
 from kvmpy.vmm.serial import BufferSerial
 
@@ -84,11 +84,12 @@ class GuestSession:
 
 class KvmpySession(GuestSession):
     def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256,
-                 max_seconds: float = 1800) -> None:
+                 max_seconds: float = 1800, drives: tuple[DriveSpec, ...] = (),
+                 virtio_rng: bool = False) -> None:
         self.serial = BufferSerial()
         self.machine = Malta(
             MaltaConfig(kernel=kernel, initrd=initrd, append=APPEND, mem_size_mib=mem_size_mib,
-                        mode=mode, no_reboot=True),
+                        mode=mode, no_reboot=True, drives=drives, virtio_rng=virtio_rng),
             self.serial,
         )
         self.outcome: RunOutcome | None = None

@@ -17,6 +17,7 @@ import pytest
 
 from kvmpy.vmm import cli
 from kvmpy.vmm.errors import VmmError
+from kvmpy.vmm.machines.malta import DriveSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,6 +153,31 @@ def test_kernel_is_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert_one_error_line(err, "directory")
 
 
+@pytest.mark.parametrize(
+    ("drive", "words"),
+    [
+        ("nofile", ["--drive", "file=PATH"]),
+        ("file=", ["--drive", "file=PATH is required"]),
+        ("file=/x,readonly=maybe", ["readonly must be on or off"]),
+        ("file=/x,cache=none", ["--drive", "expected"]),
+    ],
+)
+def test_bad_drive_specs(
+    capsys: pytest.CaptureFixture[str], kernel: Path, drive: str, words: list[str]
+) -> None:
+    status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none", "--drive", drive)
+    assert status == 1
+    assert_one_error_line(err, *words)
+
+
+def test_missing_drive_image(capsys: pytest.CaptureFixture[str], kernel: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.img"
+    status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none",
+                                 "--drive", f"file={missing}")
+    assert status == 1
+    assert_one_error_line(err, str(missing))
+
+
 def test_missing_initrd(capsys: pytest.CaptureFixture[str], kernel: Path, tmp_path: Path) -> None:
     status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--initrd", str(tmp_path / "nope"))
     assert status == 1
@@ -209,6 +235,8 @@ class FakeMachineModule:
             mem_size_mib: int
             mode: str
             no_reboot: bool
+            drives: tuple[object, ...] = ()
+            virtio_rng: bool = False
 
         class Malta:
             def __init__(self, config: MaltaConfig, serial: object) -> None:
@@ -227,6 +255,7 @@ class FakeMachineModule:
         self.module = types.ModuleType("kvmpy.vmm.machines.malta")
         self.module.Malta = Malta  # type: ignore[attr-defined]
         self.module.MaltaConfig = MaltaConfig  # type: ignore[attr-defined]
+        self.module.DriveSpec = DriveSpec  # type: ignore[attr-defined]
 
 
 def install(monkeypatch: pytest.MonkeyPatch, fake: FakeMachineModule) -> None:

@@ -45,21 +45,54 @@ from kvmpy.vmm.devices.uart16550 import Uart16550
 from kvmpy.vmm.errors import VmmError
 from kvmpy.vmm.loader.elf import load_elf_kernel, load_initrd
 from kvmpy.vmm.loader.yamon import ENTRY_CP0_STATUS, write_yamon_boot_args
-from kvmpy.vmm.pci import BusBarMapper, PciBus
+from kvmpy.vmm.pci import BusBarMapper, PciBus, devfn
 from kvmpy.vmm.runner import RunOutcome, StopControl, StopReason, run_vcpu
 from kvmpy.vmm.serial import NullSerial, SerialBackend
+from kvmpy.vmm.virtio.blk import VirtioBlk
+from kvmpy.vmm.virtio.device import VirtioDevice
+from kvmpy.vmm.virtio.pci import VirtioPciDevice
+from kvmpy.vmm.virtio.queue import RamView
+from kvmpy.vmm.virtio.rng import VirtioRng
 
 ISA_IO_GPA = 0x18000000
 COM1_PORT = 0x3F8
 COM2_PORT = 0x2F8
 CPU_PIN_I8259 = 2
 CPU_PIN_CBUS_UART = 4
+# Linux's Malta routes the interrupts of PCI slots 18-21 (its pci_slot_get_pirq
+# table ends there); virtio devices go there, first slot first.
+VIRTIO_FIRST_SLOT = 18
+VIRTIO_LAST_SLOT = 21
 # Low memory is all the Malta maps below the I/O window at 0x10000000.
 MAX_MEM_SIZE_MIB = 256
 
 
 class MachineConfigError(VmmError):
     """The machine cannot be built as asked (memory size, mode...)."""
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """A virtio-blk disk: `file=PATH[,readonly=on][,serial=ID]` on the command line."""
+
+    path: Path
+    read_only: bool = False
+    serial: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> DriveSpec:
+        opts: dict[str, str] = {}
+        for part in spec.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("file", "readonly", "serial") or key in opts:
+                raise MachineConfigError(f"--drive {spec!r}: expected file=PATH[,readonly=on][,serial=ID]")
+            opts[key] = value
+        if not opts.get("file"):
+            raise MachineConfigError(f"--drive {spec!r}: file=PATH is required")
+        readonly = opts.get("readonly", "off")
+        if readonly not in ("on", "off"):
+            raise MachineConfigError(f"--drive {spec!r}: readonly must be on or off")
+        return cls(Path(opts["file"]), readonly == "on", opts.get("serial", ""))
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,8 @@ class MaltaConfig:
     mem_size_mib: int = 256
     mode: str = "vz"
     no_reboot: bool = False
+    drives: tuple[DriveSpec, ...] = ()
+    virtio_rng: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,7 @@ class Malta:
         self.gt = Gt64120(self.pci, iack=self.isa.pic.acknowledge)
         self.bus.add(GT64120_ISD_GPA, GT64120_REGS_BYTES, self.gt, "gt64120")
         attach_piix4(self.pci, isa_irq=self.isa.pic.input, on_pm_io_change=self.isa.map_pm)
+        self._attach_virtio()
         # FPGA registers and its CBUS UART.
         self.fpga = MaltaFpga(on_reset=self._on_reset)
         for i, window in enumerate(self.fpga.windows()):
@@ -135,6 +171,28 @@ class Malta:
         self.bus.add(FPGA_GPA + CBUS_UART_OFFSET, 8 << CBUS_UART_REG_SHIFT, self.cbus_uart, "cbus-uart")
         self.bus.add(MALTA_REVISION_GPA, 4, MaltaRevision(), "revision")
         self._load(mem_bytes)
+
+    def _attach_virtio(self) -> None:
+        cfg = self.config
+        devices: list[VirtioDevice] = [VirtioBlk(d.path, d.read_only, d.serial) for d in cfg.drives]
+        if cfg.virtio_rng:
+            devices.append(VirtioRng())
+        if len(devices) > VIRTIO_LAST_SLOT - VIRTIO_FIRST_SLOT + 1:
+            raise MachineConfigError(
+                f"{len(devices)} virtio devices: the Malta routes interrupts for "
+                f"{VIRTIO_LAST_SLOT - VIRTIO_FIRST_SLOT + 1} PCI slots"
+            )
+        self.virtio_devices = devices
+        ram = RamView(memoryview(self.ram))
+        for i, device in enumerate(devices):
+            self.pci.attach(devfn(VIRTIO_FIRST_SLOT + i), VirtioPciDevice(device, ram))
+
+    def _close_devices(self) -> None:
+        self.isa.close()
+        for device in self.virtio_devices:
+            close = getattr(device, "close", None)
+            if close is not None:
+                close()
 
     def _write_gpa(self, gpa: int, data: bytes) -> None:
         self.ram[gpa : gpa + len(data)] = data
@@ -182,13 +240,13 @@ class Malta:
                     return outcome
                 # A reset reboots the board: a new VM from the same files.
                 self.resets += 1
-                self.isa.close()
+                self._close_devices()
                 self.stop = StopControl()
                 self._build()
         except KvmError as exc:
             raise VmmError(f"hypervisor error: {exc}") from exc
         finally:
-            self.isa.close()
+            self._close_devices()
 
     def stats_report(self) -> str:
         """Exit statistics of the run: exits by reason, hypervisor traps, MMIO by device."""
