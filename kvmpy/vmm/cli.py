@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a virtio-blk disk backed by a raw image (repeatable)",
     )
     run.add_argument(
+        "--console",
+        choices=("ttyS0", "hvc0"),
+        default="ttyS0",
+        help="where --serial connects: the 16550 UART (ttyS0, default) or virtio-console (hvc0)",
+    )
+    run.add_argument(
         "--device",
         action="append",
         default=[],
@@ -168,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
             no_reboot=args.no_reboot,
             drives=tuple(DriveSpec.parse(d) for d in args.drive),
             virtio_rng="virtio-rng" in args.device,
+            console=args.console,
         )
         machine = Malta(config, serial)
         outcome = machine.run(max_seconds=args.max_seconds)

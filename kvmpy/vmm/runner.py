@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -83,8 +84,14 @@ def run_vcpu(
     bus: Bus,
     stop: StopControl,
     max_seconds: float | None = None,
+    service: Callable[[], None] | None = None,
 ) -> RunOutcome:
-    """Run one vCPU until the guest or the user ends the run."""
+    """Run one vCPU until the guest or the user ends the run.
+
+    `service`, if given, runs on this (the vCPU's) thread after every exit:
+    the place where devices fed by other threads move their input into guest
+    memory. Such devices kick the vCPU to get there promptly.
+    """
     start = time.monotonic()
     timer: threading.Timer | None = None
     if max_seconds is not None:
@@ -121,6 +128,8 @@ def run_vcpu(
                     stop.request(StopReason.DEBUG, f"breakpoint at {exit_.pc:#010x}")
                 case InterruptedExit() | IoExit():
                     pass
+            if service is not None:
+                service()
             if bus.fault is not None:
                 stop.request(StopReason.DEVICE_FAULT, str(bus.fault))
             if stop.reason is not None:

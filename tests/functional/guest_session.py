@@ -85,11 +85,12 @@ class GuestSession:
 class KvmpySession(GuestSession):
     def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256,
                  max_seconds: float = 1800, drives: tuple[DriveSpec, ...] = (),
-                 virtio_rng: bool = False) -> None:
+                 virtio_rng: bool = False, console: str = "ttyS0") -> None:
         self.serial = BufferSerial()
         self.machine = Malta(
             MaltaConfig(kernel=kernel, initrd=initrd, append=APPEND, mem_size_mib=mem_size_mib,
-                        mode=mode, no_reboot=True, drives=drives, virtio_rng=virtio_rng),
+                        mode=mode, no_reboot=True, drives=drives, virtio_rng=virtio_rng,
+                        console=console),
             self.serial,
         )
         self.outcome: RunOutcome | None = None

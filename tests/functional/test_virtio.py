@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,30 @@ def test_virtio_blk_and_rng_with_debian(tmp_path: Path):
     expected = original[: 5 * 512] + written + original[5 * 512 + len(written) :]
     assert disk.read_bytes() == expected
     assert ro_disk.read_bytes() == ro_bytes
+
+
+@pytest.mark.slow
+def test_virtio_console_is_a_usable_console():
+    image = prepare()
+    session = KvmpySession(image.kernel, image.initrd, console="hvc0")
+    try:
+        # the terminal is on hvc0: the shell there answers, the kernel's ttyS0 log does not reach it
+        session.wait_for(re.escape(b"kvmpy# "), 900)
+        start = len(session.transcript)
+        session.send("stty -echo")
+        session.wait_for(re.escape(b"kvmpy# "), 60, start)
+        assert session.run("tty").strip() == "/dev/hvc0"
+        assert "virtio_console" in session.run("cut -d' ' -f1 /proc/modules")
+        # pasted input larger than a receive buffer (a 4 KiB page) arrives whole and in order
+        lines = [f"{i:04d}" + "x" * 95 for i in range(50)]  # 50 lines of 100 bytes
+        session.send("head -c 5000 > /tmp/pasted")
+        start = len(session.transcript)
+        session.send("\n".join(lines))
+        session.wait_for(re.escape(b"kvmpy# "), 120, start)
+        assert session.run("wc -c < /tmp/pasted").strip() == "5000"
+        assert session.run("sed -n '1p;50p' /tmp/pasted").split() == [lines[0], lines[49]]
+        session.send("poweroff")
+        assert session.wait_exit(120).reason == StopReason.SHUTDOWN
+        assert b"Linux version" not in session.transcript
+    finally:
+        session.close()

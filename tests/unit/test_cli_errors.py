@@ -237,6 +237,7 @@ class FakeMachineModule:
             no_reboot: bool
             drives: tuple[object, ...] = ()
             virtio_rng: bool = False
+            console: str = "ttyS0"
 
         class Malta:
             def __init__(self, config: MaltaConfig, serial: object) -> None:

@@ -49,7 +49,15 @@ exec /bin/init
 """
 
 INITTAB = """::respawn:/bin/cttyhack /bin/sh -l
+::respawn:/bin/sh /etc/hvc0-shell
 ::shutdown:/bin/umount -a -r
+"""
+
+# A second shell on the virtio console (hvc0), when the VM has one. It
+# cannot be the boot console: virtio_console is a module, loaded by /init
+# after the kernel opened /dev/console.
+HVC0_SHELL = """[ -c /dev/hvc0 ] || exec sleep 2147483647
+exec setsid sh -c 'exec sh -l <>/dev/hvc0 >&0 2>&0'
 """
 
 PROFILE = """export HOME=/root PATH=/bin:/sbin PS1='kvmpy# '
@@ -237,6 +245,7 @@ def build_initramfs(busybox: Path, modules: list[tuple[str, bytes]], out: Path) 
     cpio.symlink("bin/sh", "busybox")
     cpio.file("init", INIT_SCRIPT.encode(), 0o755)
     cpio.file("etc/inittab", INITTAB.encode())
+    cpio.file("etc/hvc0-shell", HVC0_SHELL.encode(), 0o755)
     cpio.file("etc/profile", PROFILE.encode())
     cpio.file("etc/modules", "".join(f"/{path.strip('/')}\n" for path, _ in modules).encode())
     made = {"lib", "lib/modules"}
@@ -271,7 +280,8 @@ def prepare(cache: Path = DEFAULT_CACHE) -> DebianImage:
         raise ImageError(f"{kdeb.name} holds no boot/vmlinuz-{version}")
     initrd = cache / f"initramfs-{version}.cpio.gz"
     busybox = bdir / "bin" / "busybox"
-    recipe = hashlib.sha256((INIT_SCRIPT + INITTAB + PROFILE + ",".join(VIRTIO_MODULES)).encode()).hexdigest()
+    recipe_text = INIT_SCRIPT + INITTAB + HVC0_SHELL + PROFILE + ",".join(VIRTIO_MODULES)
+    recipe = hashlib.sha256(recipe_text.encode()).hexdigest()
     stamp = f"{kdeb.name}\n{bdeb.name}\n{recipe}\n"
     stamp_file = initrd.with_suffix(".stamp")
     if not initrd.exists() or not stamp_file.exists() or stamp_file.read_text() != stamp:

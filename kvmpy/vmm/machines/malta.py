@@ -49,6 +49,7 @@ from kvmpy.vmm.pci import BusBarMapper, PciBus, devfn
 from kvmpy.vmm.runner import RunOutcome, StopControl, StopReason, run_vcpu
 from kvmpy.vmm.serial import NullSerial, SerialBackend
 from kvmpy.vmm.virtio.blk import VirtioBlk
+from kvmpy.vmm.virtio.console import VirtioConsole
 from kvmpy.vmm.virtio.device import VirtioDevice
 from kvmpy.vmm.virtio.pci import VirtioPciDevice
 from kvmpy.vmm.virtio.queue import RamView
@@ -105,6 +106,8 @@ class MaltaConfig:
     no_reboot: bool = False
     drives: tuple[DriveSpec, ...] = ()
     virtio_rng: bool = False
+    # Where the user's terminal is connected: the 16550 (ttyS0) or virtio-console (hvc0).
+    console: str = "ttyS0"
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class Malta:
     """One Malta board with one vCPU; `run()` boots it and runs it to the end."""
 
     def __init__(self, config: MaltaConfig, serial: SerialBackend) -> None:
+        if config.console not in ("ttyS0", "hvc0"):
+            raise MachineConfigError(f"console {config.console!r}: choose ttyS0 or hvc0")
         if not 1 <= config.mem_size_mib <= MAX_MEM_SIZE_MIB:
             raise MachineConfigError(
                 f"memory size {config.mem_size_mib} MiB: the Malta maps 1 to {MAX_MEM_SIZE_MIB} MiB"
@@ -151,7 +156,8 @@ class Malta:
             on_poweroff=self._on_poweroff,
             on_reset=self._on_reset,
         )
-        self.uart0 = Uart16550(self.serial, irq=self.isa.com1_irq)
+        on_uart = self.config.console == "ttyS0"
+        self.uart0 = Uart16550(self.serial if on_uart else NullSerial(), irq=self.isa.com1_irq)
         self.bus.add(ISA_IO_GPA + COM1_PORT, 8, self.uart0, "uart0")
         self.uart1 = Uart16550(NullSerial(), irq=self.isa.com2_irq)
         self.bus.add(ISA_IO_GPA + COM2_PORT, 8, self.uart1, "uart1")
@@ -177,6 +183,11 @@ class Malta:
         devices: list[VirtioDevice] = [VirtioBlk(d.path, d.read_only, d.serial) for d in cfg.drives]
         if cfg.virtio_rng:
             devices.append(VirtioRng())
+        self.console: VirtioConsole | None = None
+        if cfg.console == "hvc0":
+            self.console = VirtioConsole(self.serial)
+            self.console.on_input = self.vcpu.kick
+            devices.append(self.console)
         if len(devices) > VIRTIO_LAST_SLOT - VIRTIO_FIRST_SLOT + 1:
             raise MachineConfigError(
                 f"{len(devices)} virtio devices: the Malta routes interrupts for "
@@ -184,8 +195,17 @@ class Malta:
             )
         self.virtio_devices = devices
         ram = RamView(memoryview(self.ram))
+        self.console_pci: VirtioPciDevice | None = None
         for i, device in enumerate(devices):
-            self.pci.attach(devfn(VIRTIO_FIRST_SLOT + i), VirtioPciDevice(device, ram))
+            pci_device = VirtioPciDevice(device, ram)
+            self.pci.attach(devfn(VIRTIO_FIRST_SLOT + i), pci_device)
+            if device is self.console:
+                self.console_pci = pci_device
+
+    def _service_devices(self) -> None:
+        """Deliver console input that arrived from the terminal thread (runs on the vCPU thread)."""
+        if self.console is not None and self.console_pci is not None and self.console.pending_input():
+            self.console_pci.service_queue(0, self.console.deliver)
 
     def _close_devices(self) -> None:
         self.isa.close()
@@ -218,6 +238,12 @@ class Malta:
         self.vcpu.set_regs(regs)
         self.vcpu.set_one_reg(CP0_ID_BY_NAME["STATUS"], ENTRY_CP0_STATUS)
 
+    def _receive_input(self, data: bytes) -> None:
+        if self.console is not None:
+            self.console.receive(data)
+        else:
+            self.uart0.receive(data)
+
     def request_quit(self) -> None:
         """Stop the run from any thread (the console's quit key): the run returns QUIT."""
         self.stop.request(StopReason.QUIT, "quit from the console")
@@ -231,11 +257,11 @@ class Malta:
 
     def run(self, max_seconds: float | None = None) -> RunOutcome:
         """Boot and run until the guest powers off or resets (and --no-reboot), or the user quits."""
-        # Input goes to whichever UART the current (possibly rebooted) board has.
-        self.serial.start(lambda data: self.uart0.receive(data))
+        # Input goes to the console device of the current (possibly rebooted) board.
+        self.serial.start(self._receive_input)
         try:
             while True:
-                outcome = run_vcpu(self.vcpu, self.bus, self.stop, max_seconds)
+                outcome = run_vcpu(self.vcpu, self.bus, self.stop, max_seconds, self._service_devices)
                 if outcome.reason != StopReason.RESET or self.config.no_reboot:
                     return outcome
                 # A reset reboots the board: a new VM from the same files.

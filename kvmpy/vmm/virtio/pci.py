@@ -284,6 +284,24 @@ class VirtioPciDevice(PciDevice):
             if wanted:
                 self._raise_isr(ISR_QUEUE)
 
+    def service_queue(self, index: int, work: Callable[[Virtqueue, Callable[[], None]], object]) -> None:
+        """Run host-initiated device work on queue `index`: `work(vq, interrupt)`.
+
+        For input that arrives from the host side (console keystrokes,
+        network frames) rather than from a guest notification. Like a
+        notification, a malformed queue or a device error marks the device
+        broken (DEVICE_NEEDS_RESET) and never propagates. Does nothing while
+        the queue is not enabled or the device is broken.
+        """
+        with self._lock:
+            vq = self.queue(index)
+            if vq is None or self.broken:
+                return
+            try:
+                work(vq, self._interrupt_for(index))
+            except Exception as exc:  # noqa: BLE001 - see module doc
+                self._mark_broken(repr(exc))
+
     def config_changed(self) -> None:
         """The device changed its configuration: bump config_generation, send a config interrupt."""
         with self._lock:
