@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a virtio-blk disk backed by a raw image (repeatable)",
     )
     run.add_argument(
+        "--netdev",
+        action="append",
+        default=[],
+        metavar="socket,listen|connect=PATH|HOST:PORT[,mac=..]",
+        help="a virtio-net card on a socket backend (repeatable; loopback or unix sockets only)",
+    )
+    run.add_argument(
         "--console",
         choices=("ttyS0", "hvc0"),
         default="ttyS0",
@@ -150,7 +157,7 @@ def _check_files(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig
+        from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
     except ImportError as exc:
         return _error(f"machine {args.machine} is not available: {exc}", EXIT_ERROR)
 
@@ -175,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             drives=tuple(DriveSpec.parse(d) for d in args.drive),
             virtio_rng="virtio-rng" in args.device,
             console=args.console,
+            netdevs=tuple(NetSpec.parse(n, i) for i, n in enumerate(args.netdev)),
         )
         machine = Malta(config, serial)
         outcome = machine.run(max_seconds=args.max_seconds)

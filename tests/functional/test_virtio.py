@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kvmpy.vmm.images.debian import prepare
-from kvmpy.vmm.machines.malta import DriveSpec
+from kvmpy.vmm.machines.malta import DriveSpec, NetSpec
 from kvmpy.vmm.runner import StopReason
 from tests.functional.guest_session import KvmpySession
 
@@ -83,3 +83,27 @@ def test_virtio_console_is_a_usable_console():
         assert b"Linux version" not in session.transcript
     finally:
         session.close()
+
+
+@pytest.mark.slow
+def test_two_guests_exchange_data_over_the_socket_backend(tmp_path: Path):
+    image = prepare()
+    sock = tmp_path / "net.sock"
+    a = KvmpySession(image.kernel, image.initrd, netdevs=(NetSpec.parse(f"socket,listen={sock}", 0),))
+    b = KvmpySession(image.kernel, image.initrd, netdevs=(NetSpec.parse(f"socket,connect={sock}", 1),))
+    try:
+        for session, addr in ((a, "10.0.2.1"), (b, "10.0.2.2")):
+            session.wait_for_shell(900)
+            session.run(f"ip addr add {addr}/24 dev eth0 && ip link set eth0 up")
+        assert " 0% packet loss" in b.run("ping -c 3 -W 5 10.0.2.1", 120)
+        # a file goes from b to a over TCP and arrives intact
+        b.run("head -c 200000 /dev/urandom > /tmp/data")
+        sent = b.run("sha256sum /tmp/data").split()[0]
+        a.send("nc -l -p 5000 > /tmp/got")
+        b.run("sleep 1; nc 10.0.2.1 5000 < /tmp/data", 300)
+        a.wait_for(re.escape(b"kvmpy# "), 300, len(a.transcript) - 20)
+        assert a.run("wc -c < /tmp/got").strip() == "200000"
+        assert a.run("sha256sum /tmp/got").split()[0] == sent
+    finally:
+        a.close()
+        b.close()

@@ -17,7 +17,7 @@ import pytest
 
 from kvmpy.vmm import cli
 from kvmpy.vmm.errors import VmmError
-from kvmpy.vmm.machines.malta import DriveSpec
+from kvmpy.vmm.machines.malta import DriveSpec, NetSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -238,6 +238,7 @@ class FakeMachineModule:
             drives: tuple[object, ...] = ()
             virtio_rng: bool = False
             console: str = "ttyS0"
+            netdevs: tuple[object, ...] = ()
 
         class Malta:
             def __init__(self, config: MaltaConfig, serial: object) -> None:
@@ -257,6 +258,7 @@ class FakeMachineModule:
         self.module.Malta = Malta  # type: ignore[attr-defined]
         self.module.MaltaConfig = MaltaConfig  # type: ignore[attr-defined]
         self.module.DriveSpec = DriveSpec  # type: ignore[attr-defined]
+        self.module.NetSpec = NetSpec  # type: ignore[attr-defined]
 
 
 def install(monkeypatch: pytest.MonkeyPatch, fake: FakeMachineModule) -> None:

@@ -45,12 +45,14 @@ from kvmpy.vmm.devices.uart16550 import Uart16550
 from kvmpy.vmm.errors import VmmError
 from kvmpy.vmm.loader.elf import load_elf_kernel, load_initrd
 from kvmpy.vmm.loader.yamon import ENTRY_CP0_STATUS, write_yamon_boot_args
+from kvmpy.vmm.net_backends import parse_netdev
 from kvmpy.vmm.pci import BusBarMapper, PciBus, devfn
 from kvmpy.vmm.runner import RunOutcome, StopControl, StopReason, run_vcpu
 from kvmpy.vmm.serial import NullSerial, SerialBackend
 from kvmpy.vmm.virtio.blk import VirtioBlk
 from kvmpy.vmm.virtio.console import VirtioConsole
 from kvmpy.vmm.virtio.device import VirtioDevice
+from kvmpy.vmm.virtio.net import VirtioNet
 from kvmpy.vmm.virtio.pci import VirtioPciDevice
 from kvmpy.vmm.virtio.queue import RamView
 from kvmpy.vmm.virtio.rng import VirtioRng
@@ -97,6 +99,32 @@ class DriveSpec:
 
 
 @dataclass(frozen=True)
+class NetSpec:
+    """A virtio-net card: `--netdev BACKEND_SPEC[,mac=52:54:00:xx:xx:xx]`."""
+
+    backend: str
+    mac: bytes
+
+    @classmethod
+    def parse(cls, spec: str, index: int) -> NetSpec:
+        parts = spec.split(",")
+        mac_parts = [p for p in parts if p.startswith("mac=")]
+        backend = ",".join(p for p in parts if not p.startswith("mac="))
+        if len(mac_parts) > 1:
+            raise MachineConfigError(f"--netdev {spec!r}: mac given twice")
+        # QEMU's default OUI with the card number, so several cards differ
+        mac = bytes([0x52, 0x54, 0x00, 0x12, 0x34, 0x56 + index])
+        if mac_parts:
+            try:
+                mac = bytes(int(b, 16) for b in mac_parts[0][4:].split(":"))
+            except ValueError:
+                mac = b""
+            if len(mac) != 6:
+                raise MachineConfigError(f"--netdev {spec!r}: mac must be six hex bytes, 52:54:00:12:34:56")
+        return cls(backend, mac)
+
+
+@dataclass(frozen=True)
 class MaltaConfig:
     kernel: Path
     initrd: Path | None = None
@@ -108,6 +136,7 @@ class MaltaConfig:
     virtio_rng: bool = False
     # Where the user's terminal is connected: the 16550 (ttyS0) or virtio-console (hvc0).
     console: str = "ttyS0"
+    netdevs: tuple[NetSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +212,16 @@ class Malta:
         devices: list[VirtioDevice] = [VirtioBlk(d.path, d.read_only, d.serial) for d in cfg.drives]
         if cfg.virtio_rng:
             devices.append(VirtioRng())
+        self.nets: list[VirtioNet] = []
+        for spec in cfg.netdevs:
+            try:
+                backend = parse_netdev(spec.backend)
+            except ValueError as exc:
+                raise MachineConfigError(f"--netdev: {exc}") from exc
+            net = VirtioNet(backend, spec.mac)
+            net.on_input = self.vcpu.kick
+            self.nets.append(net)
+        devices.extend(self.nets)
         self.console: VirtioConsole | None = None
         if cfg.console == "hvc0":
             self.console = VirtioConsole(self.serial)
@@ -196,19 +235,29 @@ class Malta:
         self.virtio_devices = devices
         ram = RamView(memoryview(self.ram))
         self.console_pci: VirtioPciDevice | None = None
+        self.net_pcis: list[tuple[VirtioNet, VirtioPciDevice]] = []
         for i, device in enumerate(devices):
             pci_device = VirtioPciDevice(device, ram)
             self.pci.attach(devfn(VIRTIO_FIRST_SLOT + i), pci_device)
             if device is self.console:
                 self.console_pci = pci_device
+            if isinstance(device, VirtioNet):
+                self.net_pcis.append((device, pci_device))
+        for net in self.nets:
+            net.start()
 
     def _service_devices(self) -> None:
         """Deliver console input that arrived from the terminal thread (runs on the vCPU thread)."""
         if self.console is not None and self.console_pci is not None and self.console.pending_input():
             self.console_pci.service_queue(0, self.console.deliver)
+        for net, pci_device in self.net_pcis:
+            if net.pending_input():
+                pci_device.service_queue(0, net.deliver)
 
     def _close_devices(self) -> None:
         self.isa.close()
+        for net in self.nets:
+            net.backend.close()
         for device in self.virtio_devices:
             close = getattr(device, "close", None)
             if close is not None:
