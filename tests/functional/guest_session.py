@@ -4,8 +4,9 @@ Both sides are driven the same way: wait for the prompt, send a command,
 collect what it printed up to the next prompt. After the first prompt the
 driver turns terminal echo off (`stty -echo`): busybox's line editor then
 reads plain lines, so output is exactly what the command printed, however
-long the command line. Until then, like a terminal, it answers the shell's
-cursor-position query (ESC [ 6 n).
+long the command line; and it keeps kernel messages off the console
+(`dmesg -n 1`), so they cannot interleave with that output. Until then,
+like a terminal, it answers the shell's cursor-position query (ESC [ 6 n).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class GuestSession:
         self.wait_for(re.escape(CURSOR_QUERY), 5, end)
         start = len(self.transcript)
         self._write(b"stty -echo\n")
+        self.wait_for(re.escape(PROMPT), 60, start)
+        # kernel messages on the console would interleave with command output
+        start = len(self.transcript)
+        self._write(b"dmesg -n 1\n")
         self.wait_for(re.escape(PROMPT), 60, start)
 
     def run(self, command: str, timeout_s: float = 60) -> str:
