@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
@@ -156,20 +156,27 @@ class ProcessSession(GuestSession):
 
 
 class QemuSession(ProcessSession):
-    def __init__(self, kernel: Path, initrd: Path, cpu: str = "24Kc", mem_size_mib: int = 256) -> None:
+    def __init__(self, kernel: Path, initrd: Path, cpu: str = "24Kc", mem_size_mib: int = 256,
+                 drives: Sequence[Path] = ()) -> None:
+        disks: list[str] = []
+        for i, path in enumerate(drives):
+            disks += ["-drive", f"file={path},if=none,id=d{i},format=raw",
+                      "-device", f"virtio-blk-pci,drive=d{i}"]
         super().__init__([
             "qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib),
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
-            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks,
         ])
 
 
 class KvmpyCommandSession(ProcessSession):
     """The `kvmpy run` command as a user runs it, console on stdin/stdout."""
 
-    def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256) -> None:
+    def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256,
+                 drives: Sequence[Path] = ()) -> None:
+        disks = [arg for path in drives for arg in ("--drive", f"file={path}")]
         super().__init__([
             sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "--mode", mode,
             "-m", str(mem_size_mib), "--kernel", str(kernel), "--initrd", str(initrd),
-            "--append", APPEND, "--no-reboot", "--serial", "stdio", "--stats",
+            "--append", APPEND, "--no-reboot", "--serial", "stdio", "--stats", *disks,
         ])
