@@ -17,7 +17,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from kvmpy.arch.mips.hw.cpu import Cpu, PhysicalMemory
-from kvmpy.arch.mips.hw.defs import Ctx, Stop
+from kvmpy.arch.mips.hw.defs import Stop
 from kvmpy.arch.mips.regs import (
     CP0_BY_ID,
     KVM_REG_MIPS_COUNT_CTL,
@@ -408,11 +408,3 @@ class Vcpu:
             self._arch.write_cp0(reg, sel, value)
         else:
             raise RegisterAccessError(f"unknown register id {reg_id:#x}")
-
-    def guest_cp0(self, reg: int, sel: int = 0) -> int:
-        """Convenience read of a guest CP0 register (same as get_one_reg with its id)."""
-        return self._arch.read_cp0(reg, sel)
-
-    @property
-    def context(self) -> Ctx:
-        return Ctx.GUEST

@@ -11,20 +11,11 @@ class VcpuStats:
     """What happened on one vCPU.
 
     `exits` counts exits to the VMM by reason; `traps` counts root-level
-    events the hypervisor handled itself (lightweight exits), by kind;
-    `mmio_by_addr` counts MMIO accesses by guest physical address (the VMM
-    folds these into devices).
+    events the hypervisor handled itself (lightweight exits), by kind.
+    MMIO by device is counted where devices are known: the VMM's bus.
     """
 
     exits: Counter[str] = field(default_factory=Counter)
     traps: Counter[str] = field(default_factory=Counter)
-    mmio_by_addr: Counter[int] = field(default_factory=Counter)
     instructions: int = 0
     halted_ns: int = 0
-
-    def merge(self, other: VcpuStats) -> None:
-        self.exits.update(other.exits)
-        self.traps.update(other.traps)
-        self.mmio_by_addr.update(other.mmio_by_addr)
-        self.instructions += other.instructions
-        self.halted_ns += other.halted_ns

@@ -104,12 +104,6 @@ def mtc0_target(insn: int) -> tuple[int, int, int] | None:
     return None
 
 
-def mfc0_target(insn: int) -> tuple[int, int, int] | None:
-    """(rt, rd, sel) if `insn` is mfc0, else None."""
-    if (insn >> 26) == 16 and ((insn >> 21) & 31) == 0:
-        return (insn >> 16) & 31, (insn >> 11) & 31, insn & 7
-    return None
-
 
 def hypcall_code(insn: int) -> int:
     return (insn >> 11) & 0x3FF

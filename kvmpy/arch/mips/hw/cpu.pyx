@@ -326,10 +326,6 @@ cdef class Cpu:
         self.npc = value + 4
         self.bd = 0
 
-    @property
-    def in_delay_slot(self):
-        return bool(self.bd)
-
     def cp0_read(self, int ctx, int reg, int sel=0):
         """Read a CP0 register of the root (ctx 0) or guest (ctx 1) context, as mfc0/mfgc0 would."""
         return self.mfc0(ctx, reg * 8 + sel)
@@ -383,9 +379,6 @@ cdef class Cpu:
         """Ask a running `run()` to return Stop.KICK at the next instruction boundary (thread-safe)."""
         self.kick_flag = 1
 
-    def guest_count(self):
-        return self.read_count(1)
-
     def ns_until_timer(self, int ctx):
         """Nanoseconds until the context's Count reaches its Compare (0 if already pending)."""
         cdef uint32_t cnt = self.read_count(ctx)
@@ -404,12 +397,6 @@ cdef class Cpu:
         self.cp0[0][R_GUESTCTL2] = (self.cp0[0][R_GUESTCTL2] & ~0xFC00) | ((lines & 0x3F) << 10)
         self.refresh_guest_ip()
         self.irq_check = 1
-
-    def read_u32(self, uint64_t hpa):
-        """Debug port: read a word of host physical memory (None if no RAM)."""
-        if (hpa >> 12) >= self.npages or not self.page_ptr[hpa >> 12]:
-            return None
-        return (<uint32_t*><uintptr_t>(self.page_ptr[hpa >> 12] + (hpa & 0xFFC)))[0]
 
     def guest_va_to_pa(self, uint32_t va):
         """Stage-1 translation in the guest context at the guest's current privilege.
@@ -1047,7 +1034,7 @@ cdef class Cpu:
             if fn == 24:
                 self.eret()
             elif fn == 1:
-                self.tlbr(c, 0)
+                self.tlbr(c)
             elif fn == 2:
                 self.tlbw(c, <int>(self.cp0[c][R_INDEX] & (NTLB - 1)))
             elif fn == 6:
@@ -1069,7 +1056,7 @@ cdef class Cpu:
                 if self.guest_mode:
                     self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
                 elif fn == 9:
-                    self.tlbr(1, 0)
+                    self.tlbr(1)
                 elif fn == 10:
                     self.tlbw(1, <int>(self.cp0[1][R_INDEX] & (NTLB - 1)))
                 elif fn == 14:
@@ -1472,7 +1459,7 @@ cdef class Cpu:
         else:
             self.cp0[c][R_INDEX] = <uint32_t>i
 
-    cdef void tlbr(self, int c, int unused) noexcept nogil:
+    cdef void tlbr(self, int c) noexcept nogil:
         cdef int i = <int>(self.cp0[c][R_INDEX] & (NTLB - 1))
         cdef TlbEntry* e = &self.tlb[c][i]
         cdef uint32_t g = e.lo0 & e.lo1 & 1

@@ -340,7 +340,6 @@ class VzVcpu:
             resume = self._next_pc()
         except NotABranchError as exc:
             return InternalErrorExit(str(exc), epc)
-        self.stats.mmio_by_addr[gpa] += 1
         if access.is_write:
             value = cpu.get_gpr(access.reg) & ((1 << (8 * access.length)) - 1)
             self.stats.traps["mmio_write"] += 1
@@ -416,11 +415,3 @@ class VzVcpu:
                 break
         self.stats.halted_ns += time.monotonic_ns() - start
         return None
-
-    # ---------------------------------------------------------------- debugging aids
-    def describe(self) -> str:
-        cpu = self.cpu
-        return (
-            f"pc={self.pc:#010x} guest Status={cpu.cp0_read(Ctx.GUEST, 12, 0):#010x} "
-            f"Cause={cpu.cp0_read(Ctx.GUEST, 13, 0):#010x} EPC={cpu.cp0_read(Ctx.GUEST, 14, 0):#010x}"
-        )
