@@ -67,13 +67,9 @@ class GuestSession:
         end = self.wait_for(re.escape(PROMPT), timeout_s)
         # let the shell finish its prompt (and the cursor query) before typing
         self.wait_for(re.escape(CURSOR_QUERY), 5, end)
-        start = len(self.transcript)
-        self._write(b"stty -echo\n")
-        self.wait_for(re.escape(PROMPT), 60, start)
+        self.run("stty -echo")
         # kernel messages on the console would interleave with command output
-        start = len(self.transcript)
-        self._write(b"dmesg -n 1\n")
-        self.wait_for(re.escape(PROMPT), 60, start)
+        self.run("dmesg -n 1")
 
     def run(self, command: str, timeout_s: float = 60) -> str:
         """Send a command line; return what it printed before the next prompt."""
