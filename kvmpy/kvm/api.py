@@ -114,18 +114,21 @@ class Kvm:
             Cap.READONLY_MEM: 1,
             Cap.IMMEDIATE_EXIT: 1,
             Cap.MIPS_VZ: 1,
+            Cap.MIPS_TE: 1,
         }.get(cap, 0)
 
     def create_vm(self, vm_type: VmType = VmType.VZ) -> Vm:
         """KVM_CREATE_VM: a new VM with no memory and no vCPUs.
 
-        `VmType.AUTO` picks VZ. A type this hypervisor does not implement
-        raises CreateVmError.
+        `VmType.VZ` runs the guest in the core's guest mode (hardware
+        virtualization); `VmType.TE` runs it in host user mode and emulates
+        everything privileged it does (trap and emulate; the guest sees a
+        24Kc). `VmType.AUTO` picks VZ. Raises CreateVmError for another type.
         """
         if vm_type == VmType.AUTO:
             vm_type = VmType.VZ
-        if vm_type != VmType.VZ:
-            raise CreateVmError(f"VM type {vm_type.name} is not supported by this hypervisor yet")
+        if vm_type not in (VmType.VZ, VmType.TE):
+            raise CreateVmError(f"unknown VM type {vm_type!r}")
         with self._lock:
             if self._next_guest_id > 255:
                 raise CreateVmError("out of GuestIDs (255 VMs per host)")
@@ -248,8 +251,6 @@ class Vcpu:
     """A virtual CPU: run it, read and write its registers, interrupt it."""
 
     def __init__(self, vm: Vm, vcpu_id: int) -> None:
-        from kvmpy.arch.mips.vz.vcpu import VzVcpu
-
         self.vm = vm
         self.vcpu_id = vcpu_id
         self.stats = VcpuStats()
@@ -261,9 +262,25 @@ class Vcpu:
         self._irq_lines = 0
         self._irq_dirty = False
         self.immediate_exit = False
-        self._arch: ArchVcpu = VzVcpu(
-            self.cpu, vm.slots, vm.guest_id, vcpu_id, self.stats, self._wait_for_wakeup
-        )
+        self._arch: ArchVcpu = self._create_backend()
+
+    def _create_backend(self) -> ArchVcpu:
+        vm = self.vm
+        if vm.vm_type == VmType.TE:
+            from kvmpy.arch.mips.te.cp0 import COMMPAGE_SIZE
+            from kvmpy.arch.mips.te.vcpu import TeVcpu
+
+            # The commpage is host memory outside every slot: the guest
+            # kernel sees it, the guest physical address space does not.
+            commpage = bytearray(COMMPAGE_SIZE)
+            hpa = vm.kvm._hpa.allocate(0, COMMPAGE_SIZE)
+            vm.kvm.phys.attach(hpa, commpage)
+            return TeVcpu(
+                self.cpu, vm.slots, self.vcpu_id, self.stats, self._wait_for_wakeup, commpage, hpa
+            )
+        from kvmpy.arch.mips.vz.vcpu import VzVcpu
+
+        return VzVcpu(self.cpu, vm.slots, vm.guest_id, self.vcpu_id, self.stats, self._wait_for_wakeup)
 
     # ------------------------------------------------------------------ run
     def run(self) -> Exit:

@@ -34,7 +34,6 @@ EXIT_INTERRUPTED = 130
 MAX_MEMORY_MIB = 256
 DEFAULT_MEMORY_MIB = 256
 MODES = ("vz", "te")
-IMPLEMENTED_MODES = ("vz",)
 
 
 class UsageError(Exception):
@@ -85,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MiB",
         help=f"RAM size in MiB, 1..{MAX_MEMORY_MIB} (default: {DEFAULT_MEMORY_MIB})",
     )
-    run.add_argument("--mode", choices=MODES, default="vz", help="vz (hardware-assisted, default) or te")
+    run.add_argument(
+        "--mode", choices=MODES, default="vz", help="vz (hardware-assisted, default) or te (trap and emulate)"
+    )
     run.add_argument("--serial", default="stdio", metavar="SPEC", help=f"console UART: {SPEC_HELP}")
     run.add_argument(
         "--drive",
@@ -135,8 +136,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(
             f"-m/--memory {args.memory} MiB is out of range: the Malta maps 1..{MAX_MEMORY_MIB} MiB"
         )
-    if args.mode not in IMPLEMENTED_MODES:
-        raise UsageError(f"--mode {args.mode}: trap-and-emulate is not implemented yet; use --mode vz")
     try:
         parse_serial_spec(args.serial)
     except ValueError as exc:

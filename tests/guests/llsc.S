@@ -1,7 +1,11 @@
 /*
  * Load linked / store conditional: a successful pair, an atomic increment
- * loop, and an sc that fails because an exception return (eret) cleared
- * LLbit in between.
+ * loop, an sc that fails because an exception return (eret) cleared
+ * LLbit in between, and sc's that succeed although privileged
+ * instructions (CP0 reads and writes, tlbp, di/ei, cache) ran between ll and sc, as
+ * in Linux's TLB handlers: no eret ran, so LLbit stands. Under a
+ * trap-and-emulate hypervisor every one of those instructions traps; the
+ * hypervisor must return without clearing LLbit or Linux would livelock.
  */
 #include "guest.h"
 
@@ -53,6 +57,36 @@ llsc_syscall:
     PRINT_REG "sc_again_flag", $t1
     lw      $v0, 0($s0)
     PRINT_REG "sc_again_mem", $v0
+
+    /* privileged instructions between ll and sc leave LLbit alone */
+    ll      $t1, 0($s0)
+    mfc0    $t2, C0_STATUS
+    mtc0    $t2, C0_STATUS
+    mfc0    $t3, C0_ENTRYHI
+    tlbp
+    di
+    ei
+    mtc0    $t2, C0_STATUS
+    cache   0x15, 0($s0)
+    li      $t1, 0xab
+    sc      $t1, 0($s0)
+    PRINT_REG "sc_over_cp0_flag", $t1
+    lw      $v0, 0($s0)
+    PRINT_REG "sc_over_cp0_mem", $v0
+
+    /* and the same from a loop that retries on failure (it would never end otherwise) */
+    li      $s1, 100
+2:  ll      $t1, 0($s0)
+    tlbp
+    addiu   $t1, $t1, 1
+    sc      $t1, 0($s0)
+    beqz    $t1, 2b
+    nop
+    addiu   $s1, $s1, -1
+    bnez    $s1, 2b
+    nop
+    lw      $v0, 0($s0)
+    PRINT_REG "sc_loop_over_tlbp", $v0
     EXIT 0
 
     .data

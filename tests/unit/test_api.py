@@ -76,8 +76,10 @@ def test_api_version_and_caps():
     assert kvm.check_extension(Cap.READONLY_MEM) == 1
     assert kvm.check_extension(Cap.MAX_VCPUS) >= 1
     assert kvm.check_extension(Cap.MIPS_VZ) == 1
+    assert kvm.check_extension(Cap.MIPS_TE) == 1
+    assert kvm.create_vm(VmType.TE).vm_type == VmType.TE
     with pytest.raises(CreateVmError):
-        kvm.create_vm(VmType.TE)
+        kvm.create_vm(99)  # type: ignore[arg-type]
 
 
 def test_mmio_read_completion_reaches_register():

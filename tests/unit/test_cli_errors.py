@@ -87,7 +87,6 @@ def assert_one_error_line(err: str, *words: str) -> None:
         (["-m", "257"], ["257 MiB"]),
         (["-m", "1G"], ["1024 MiB"]),
         (["-m", "lots"], ["invalid memory size"]),
-        (["--mode", "te"], ["not implemented", "--mode vz"]),
         (["--mode", "pv"], ["invalid choice"]),
         (["--serial", "bogus"], ["--serial", "bogus"]),
         (["--serial", "tcp:localhost:http"], ["port"]),

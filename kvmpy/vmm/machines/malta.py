@@ -124,6 +124,10 @@ class NetSpec:
         return cls(backend, mac)
 
 
+# --mode names and the KVM VM type each asks for
+MODES = {"vz": VmType.VZ, "te": VmType.TE}
+
+
 @dataclass(frozen=True)
 class MaltaConfig:
     kernel: Path
@@ -160,8 +164,8 @@ class Malta:
             raise MachineConfigError(
                 f"memory size {config.mem_size_mib} MiB: the Malta maps 1 to {MAX_MEM_SIZE_MIB} MiB"
             )
-        if config.mode != "vz":
-            raise MachineConfigError(f"mode {config.mode!r} is not available yet (only 'vz')")
+        if config.mode not in MODES:
+            raise MachineConfigError(f"mode {config.mode!r}: choose one of {', '.join(MODES)}")
         self.config = config
         self.serial = serial
         self.stop = StopControl()
@@ -172,7 +176,7 @@ class Malta:
     def _build(self) -> None:
         cfg = self.config
         mem_bytes = cfg.mem_size_mib << 20
-        self.vm = self.kvm.create_vm(VmType.VZ)
+        self.vm = self.kvm.create_vm(MODES[cfg.mode])
         self.ram = mmap.mmap(-1, mem_bytes)
         self.vm.set_user_memory_region(0, 0, mem_bytes, self.ram)
         self.bus = Bus()

@@ -305,6 +305,7 @@ cdef class Cpu:
                 # distinct, never-matching VPN2s in kseg0 keep the TLB free of duplicates
                 self.tlb[c][i].hi = 0x80000000U + <uint32_t>i * 0x2000
         self.cp0[0][R_CONFIG3] |= (1 << 23)   # VZ module present (root only)
+        self.cp0[0][R_CONFIG5] = 1 << 4       # LLB: LLbit software-visible, ERETNC (root only)
         self.last_count[0] = 0
         self.last_count[1] = 0
         for c in range(2):
@@ -432,12 +433,16 @@ cdef class Cpu:
         return pa
 
     # ------------------------------------------------------------ run loop
-    def run(self, uint64_t budget):
+    def run(self, uint64_t budget, bint eretnc=False):
         """Execute until a root-level event or `budget` instructions; returns a Stop.
 
         If the root's Status.EXL is set (a root exception was taken), starting
         execution is the root's `eret`: execution resumes at root EPC with EXL
-        cleared, in guest mode when GuestCtl0.GM is set.
+        cleared, in guest mode when GuestCtl0.GM is set. `eret` clears the
+        LLbit, so an interrupted ll/sc sequence fails its sc; with `eretnc`
+        the root returns with ERETNC instead (release 5, Config5.LLB), which
+        leaves the LLbit alone: what a hypervisor uses after emulating an
+        instruction the guest must not notice.
         """
         cdef int r
         if self.cp0[0][R_STATUS] & ST_EXL:
@@ -445,7 +450,8 @@ cdef class Cpu:
             self.pc_ = self.cp0[0][R_EPC]
             self.npc = self.pc_ + 4
             self.bd = 0
-            self.llbit = 0
+            if not eretnc:
+                self.llbit = 0
         self.update_mode()
         self.irq_check = 1
         with nogil:
@@ -1337,7 +1343,6 @@ cdef class Cpu:
         r[R_CAUSE] = (r[R_CAUSE] & ~0x7C) | (code << 2)
         r[R_GUESTCTL0] = (r[R_GUESTCTL0] & ~0x7C) | (gexc << 2)
         r[R_STATUS] |= ST_EXL
-        self.llbit = 0
         self.stop = STOP_ROOT_EXC
         self.update_mode()
 
