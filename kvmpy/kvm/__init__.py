@@ -5,6 +5,7 @@ from kvmpy.kvm.errors import (
     CreateVcpuError,
     CreateVmError,
     DirtyLogError,
+    EnableCapError,
     KvmError,
     MemoryRegionError,
     MemoryRegionOverlapError,
@@ -27,7 +28,8 @@ from kvmpy.kvm.exits import (
 from kvmpy.kvm.memory import MemFlags, dirty_pages
 
 __all__ = [
-    "Cap", "CreateVcpuError", "CreateVmError", "DebugExit", "DirtyLogError", "Exit", "ExitReason",
+    "Cap", "CreateVcpuError", "CreateVmError", "EnableCapError", "DebugExit", "DirtyLogError", "Exit",
+    "ExitReason",
     "HaltExit", "HypercallExit", "InternalErrorExit", "InterruptedExit", "IoExit", "Kvm", "KvmError",
     "MemFlags", "MemoryRegionError", "MemoryRegionOverlapError", "MmioExit", "RegisterAccessError",
     "ResetExit", "RunError", "ShutdownExit", "Vcpu", "Vm", "VmType", "dirty_pages",

@@ -33,6 +33,7 @@ from kvmpy.arch.mips.regs import (
 from kvmpy.kvm.errors import (
     CreateVcpuError,
     CreateVmError,
+    EnableCapError,
     MemoryRegionError,
     RegisterAccessError,
     RunError,
@@ -70,6 +71,9 @@ class Cap(IntEnum):
     MAX_VCPUS = 66
     MIPS_VZ = 137
     MIPS_TE = 138
+    # kvmpy's own: trap-and-emulate guests get trapped CP0 instructions
+    # rewritten into commpage loads/stores (Linux: CONFIG_KVM_MIPS_DYN_TRANS)
+    MIPS_TE_DYNTRANS = 0x10001
 
 
 class ArchVcpu(Protocol):
@@ -115,6 +119,7 @@ class Kvm:
             Cap.IMMEDIATE_EXIT: 1,
             Cap.MIPS_VZ: 1,
             Cap.MIPS_TE: 1,
+            Cap.MIPS_TE_DYNTRANS: 1,
         }.get(cap, 0)
 
     def create_vm(self, vm_type: VmType = VmType.VZ) -> Vm:
@@ -146,7 +151,25 @@ class Vm:
         self.guest_id = guest_id
         self.slots = SlotTable()
         self.vcpus: dict[int, Vcpu] = {}
+        self.te_dyntrans = True
         self._lock = threading.RLock()
+
+    def enable_cap(self, cap: Cap, arg: int) -> None:
+        """KVM_ENABLE_CAP on the VM: switch an optional behaviour on (arg 1) or off (arg 0).
+
+        Supported: `Cap.MIPS_TE_DYNTRANS` on a TE VM, rewriting of trapped
+        mfc0/mtc0/cache instructions (on by default); turning it off makes
+        every such instruction trap every time, for measurements. Affects
+        existing vCPUs at once. Raises EnableCapError otherwise.
+        """
+        if cap != Cap.MIPS_TE_DYNTRANS or self.vm_type != VmType.TE:
+            raise EnableCapError(f"capability {cap!r} cannot be enabled on a {self.vm_type.name} VM")
+        if arg not in (0, 1):
+            raise EnableCapError(f"MIPS_TE_DYNTRANS takes 0 or 1, got {arg}")
+        with self._lock:
+            self.te_dyntrans = bool(arg)
+            for vcpu in self.vcpus.values():
+                vcpu._arch.rewrite = self.te_dyntrans  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ memory
     def set_user_memory_region(
@@ -276,7 +299,8 @@ class Vcpu:
             hpa = vm.kvm._hpa.allocate(0, COMMPAGE_SIZE)
             vm.kvm.phys.attach(hpa, commpage)
             return TeVcpu(
-                self.cpu, vm.slots, self.vcpu_id, self.stats, self._wait_for_wakeup, commpage, hpa
+                self.cpu, vm.slots, self.vcpu_id, self.stats, self._wait_for_wakeup, commpage, hpa,
+                rewrite=vm.te_dyntrans,
             )
         from kvmpy.arch.mips.vz.vcpu import VzVcpu
 

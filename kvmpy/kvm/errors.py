@@ -51,3 +51,7 @@ class RunError(KvmError):
     """KVM_RUN was called in a state where it cannot run (e.g. a pending exit left uncompleted)."""
 
     errno_name = "EBUSY"
+
+
+class EnableCapError(KvmError):
+    """KVM_ENABLE_CAP with a capability or argument the VM does not support."""

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--mode", choices=MODES, default="vz", help="vz (hardware-assisted, default) or te (trap and emulate)"
     )
+    run.add_argument(
+        "--no-dyntrans", action="store_true",
+        help="te mode: never rewrite trapped CP0 instructions (every one traps every time)",
+    )
     run.add_argument("--serial", default="stdio", metavar="SPEC", help=f"console UART: {SPEC_HELP}")
     run.add_argument(
         "--drive",
@@ -177,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             append=args.append,
             mem_size_mib=args.memory,
             mode=args.mode,
+            te_dyntrans=not args.no_dyntrans,
             no_reboot=args.no_reboot,
             drives=tuple(DriveSpec.parse(d) for d in args.drive),
             virtio_rng="virtio-rng" in args.device,

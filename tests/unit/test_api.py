@@ -1,4 +1,10 @@
-"""The KVM API contract, exercised with small real guests in VZ mode."""
+"""The KVM API contract, exercised with small real guests in both VM types.
+
+Every test that runs a guest runs twice: in a VZ VM and in a
+trap-and-emulate VM. The contract (exits, completion, memory slots, dirty
+logging, interrupts, registers) does not depend on how the hypervisor runs
+the guest.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from kvmpy.kvm import (
 from tests.asm import assemble
 
 RAM_MIB = 16
+VM_TYPE = VmType.VZ  # set per test by the vm_type fixture
 CODE_GPA = 0x1000
 ENTRY = 0x80000000 | CODE_GPA
 
@@ -41,9 +48,15 @@ EXIT = "li $v0, 1\n hypcall\n nop\n"
 HANDLER = "mfc0 $s5, $13\n mfc0 $s6, $14\n mfc0 $s7, $8\n" + EXIT
 
 
+@pytest.fixture(autouse=True, params=[VmType.VZ, VmType.TE], ids=["vz", "te"])
+def vm_type(request, monkeypatch) -> VmType:
+    monkeypatch.setattr(f"{__name__}.VM_TYPE", request.param)
+    return request.param
+
+
 def make_vm(source: str, handler: str | None = HANDLER, mem_mib: int = RAM_MIB):
     kvm = Kvm()
-    vm = kvm.create_vm(VmType.VZ)
+    vm = kvm.create_vm(VM_TYPE)
     ram = mmap.mmap(-1, mem_mib << 20)
     code = assemble(source, ENTRY)
     ram[CODE_GPA : CODE_GPA + len(code)] = code
@@ -80,6 +93,18 @@ def test_api_version_and_caps():
     assert kvm.create_vm(VmType.TE).vm_type == VmType.TE
     with pytest.raises(CreateVmError):
         kvm.create_vm(99)  # type: ignore[arg-type]
+
+
+def test_each_vm_type_runs_its_own_hypervisor(vm_type):
+    kvm, vm, vcpu, ram = make_vm(PROLOGUE + EXIT)
+    assert vm.vm_type == vm_type
+    assert isinstance(run_to_shutdown(vcpu)[-1], ShutdownExit)
+    traps = vcpu.stats.traps
+    if vm_type == VmType.TE:
+        # the prologue's mtc0 and the hypcall trapped out of host user mode
+        assert traps["emul_mtc0.STATUS"] == 1 and traps["hypercall"] == 1
+    else:
+        assert traps["hypercall"] == 1 and not any(k.startswith("emul_") for k in traps)
 
 
 def test_mmio_read_completion_reaches_register():

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmpy.arch.mips.regs import CP0_ID_BY_NAME
-from kvmpy.kvm import Kvm, KvmError, Vcpu, VmType
+from kvmpy.kvm import Cap, Kvm, KvmError, Vcpu, VmType
 from kvmpy.vmm.bus import Bus
 from kvmpy.vmm.devices.gt64120 import GT64120_ISD_GPA, GT64120_REGS_BYTES, Gt64120
 from kvmpy.vmm.devices.malta_fpga import (
@@ -135,6 +135,7 @@ class MaltaConfig:
     append: str = ""
     mem_size_mib: int = 256
     mode: str = "vz"
+    te_dyntrans: bool = True  # te mode: rewrite trapped CP0 instructions (seed 003)
     no_reboot: bool = False
     drives: tuple[DriveSpec, ...] = ()
     virtio_rng: bool = False
@@ -177,6 +178,8 @@ class Malta:
         cfg = self.config
         mem_bytes = cfg.mem_size_mib << 20
         self.vm = self.kvm.create_vm(MODES[cfg.mode])
+        if cfg.mode == "te" and not cfg.te_dyntrans:
+            self.vm.enable_cap(Cap.MIPS_TE_DYNTRANS, 0)
         self.ram = mmap.mmap(-1, mem_bytes)
         self.vm.set_user_memory_region(0, 0, mem_bytes, self.ram)
         self.bus = Bus()
