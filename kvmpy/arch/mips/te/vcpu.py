@@ -113,6 +113,12 @@ SEGCTL_GUEST_USER = (0x00100010, 0x00100010, 0x00300030)
 HWRENA_PASSTHROUGH = 0x2000000B
 
 _TLB_EXCEPTIONS = (ExcCode.TLBL, ExcCode.TLBS, ExcCode.MOD)
+_EXC_CPU, _EXC_INT, _EXC_RI = int(ExcCode.CPU), int(ExcCode.INT), int(ExcCode.RI)
+# Statistics keys per CP0 register, made once: traps are counted on the hot path.
+_MFC0_KEY = tuple(f"emul_mfc0.{reg_name(i)}" for i in range(256))
+_MTC0_KEY = tuple(f"emul_mtc0.{reg_name(i)}" for i in range(256))
+# Status bits whose change needs the host reprogrammed (KSU, ERL, EXL)
+_STATUS_MODE_BITS = 0x1E
 _GUEST_OWNED = (ExcCode.SYS, ExcCode.BP, ExcCode.TR, ExcCode.OV, ExcCode.ADEL, ExcCode.ADES)
 
 
@@ -317,7 +323,9 @@ class TeVcpu(RootEventHandler):
 
     # ---------------------------------------------------------------- run
     def enter(self, budget: int) -> Stop:
-        if self._guest_interrupt_deliverable():
+        regs = self.cp0.regs
+        status = regs[R.STATUS]
+        if status & ST_IE and regs[R.CAUSE] & status & 0xFF00 and not status & (ST_EXL | ST_ERL):
             if self._in_root():
                 self._deliver(ExcCode.INT, epc=self.root_epc, bd=False)
             else:
@@ -337,20 +345,21 @@ class TeVcpu(RootEventHandler):
 
     def handle(self, stop: Stop) -> Exit | None:
         """React to the core entering the root. None means: resume the guest."""
-        if stop == Stop.BUDGET or stop == Stop.KICK:
-            return None
-        if stop == Stop.DEBUG:
-            return self._debug_stop()
         if stop != Stop.ROOT_EXCEPTION:
+            if stop == Stop.BUDGET or stop == Stop.KICK:
+                return None
+            if stop == Stop.DEBUG:
+                return self._debug_stop()
             return InternalErrorExit(f"unexpected stop {stop!r} in trap-and-emulate mode", self.pc)
-        code = (self.cpu.cp0_read(Ctx.ROOT, *_R_CAUSE) >> 2) & 0x1F
+        cause = self.cpu.cp0_read(0, 13, 0)
+        code = (cause >> 2) & 0x1F
+        if code == _EXC_CPU:
+            return self._coprocessor_unusable(cause)
         if code in _TLB_EXCEPTIONS:
             return self._host_tlb_fault(code)
-        if code == ExcCode.CPU:
-            return self._coprocessor_unusable()
-        if code == ExcCode.INT:
+        if code == _EXC_INT:
             return self._host_interrupt()
-        if code == ExcCode.RI:
+        if code == _EXC_RI:
             return self._reserved_instruction()
         if code in _GUEST_OWNED:
             badva = None
@@ -524,66 +533,80 @@ class TeVcpu(RootEventHandler):
         return None
 
     # ---------------------------------------------------------------- privileged instructions
-    def _coprocessor_unusable(self) -> Exit | None:
-        ce = (self.cpu.cp0_read(Ctx.ROOT, *_R_CAUSE) >> CAUSE_CE_SHIFT) & 3
+    def _skip_fast(self, cause: int) -> None:
+        """Resume after the emulated instruction (the common case: not in a delay slot)."""
+        if cause & CAUSE_BD:
+            self._skip()
+        else:
+            cpu = self.cpu
+            cpu.cp0_write(0, 14, 0, (cpu.cp0_read(0, 14, 0) + 4) & M32)
+
+    def _coprocessor_unusable(self, cause: int) -> Exit | None:
+        ce = (cause >> CAUSE_CE_SHIFT) & 3
         if ce != 0 or not self._cp0_usable():
             # An FPU/COP2 instruction, or CP0 in guest user mode: the guest's own business.
             self._deliver(ExcCode.CPU, ce=ce)
             return None
-        insn = self._trapped_insn()
+        cpu = self.cpu
+        insn = cpu.cp0_read(0, 8, 1)  # BadInstr
         op = insn >> 26
-        if op == 0x2F:  # cache: the simulated caches are coherent, nothing to do
-            self.stats.traps["emul_cache"] += 1
-            self._rewrite(NOP, "cache")
-            self._skip()
-            return None
-        if op != 0x10:
-            return InternalErrorExit(f"coprocessor unusable on {insn:#010x}, not a CP0 instruction", self.pc)
-        rs = (insn >> 21) & 31
-        rt = (insn >> 16) & 31
-        index = ((insn >> 11) & 31) * 8 + (insn & 7)
-        if rs == 0 and not insn & 0x7F8:  # mfc0
-            self.stats.traps["emul_mfc0"] += 1
-            self.stats.traps[f"emul_mfc0.{reg_name(index)}"] += 1
-            value = self._read_cp0(index)
-            self.cpu.set_gpr(rt, value)
-            if index in REWRITABLE_READS:
-                self._rewrite(0x8C000000 | (rt << 16) | (index * 4), "mfc0")  # lw rt, index*4($zero)
-            self._skip()
-            return None
-        if rs == 4 and not insn & 0x7F8:  # mtc0
-            self.stats.traps["emul_mtc0"] += 1
-            self.stats.traps[f"emul_mtc0.{reg_name(index)}"] += 1
-            self._write_cp0(index, self.cpu.get_gpr(rt))
-            if index in REWRITABLE_WRITES:
-                self._rewrite(0xAC000000 | (rt << 16) | (index * 4), "mtc0")  # sw rt, index*4($zero)
-            self._skip()
-            return None
-        if rs == 11 and (insn & 0xFFDF) == 0x6000:  # di / ei
-            status = self.cp0.regs[R.STATUS]
-            self.cpu.set_gpr(rt, status)
-            enable = bool(insn & 0x20)
-            self.cp0.regs[R.STATUS] = (status | ST_IE) if enable else (status & ~ST_IE)
-            self.stats.traps["emul_ei" if enable else "emul_di"] += 1
-            self._skip()
-            return None
-        if rs >= 16:
-            fn = insn & 0x3F
-            if fn == 0x18:
-                return self._eret()
-            if fn in (0x01, 0x02, 0x06, 0x08):
-                self._tlb_op(fn)
-                self._skip()
+        traps = self.stats.traps
+        if op == 0x10:
+            rs = (insn >> 21) & 31
+            if rs == 11 and (insn & 0xFFDF) == 0x6000:  # di / ei
+                regs = self.cp0.regs
+                status = regs[R.STATUS]
+                cpu.set_gpr((insn >> 16) & 31, status)
+                if insn & 0x20:
+                    regs[R.STATUS] = status | ST_IE
+                    traps["emul_ei"] += 1
+                else:
+                    regs[R.STATUS] = status & ~ST_IE
+                    traps["emul_di"] += 1
+                self._skip_fast(cause)
                 return None
-            if fn == 0x20:  # wait
-                self.stats.traps["emul_wait"] += 1
-                self._skip()
-                return self._block_until_interrupt()
-            if fn == 0x28:
-                return self._hypercall()
+            rt = (insn >> 16) & 31
+            index = ((insn >> 11) & 31) * 8 + (insn & 7)
+            if rs == 4 and not insn & 0x7F8:  # mtc0
+                traps["emul_mtc0"] += 1
+                traps[_MTC0_KEY[index]] += 1
+                self._write_cp0(index, cpu.get_gpr(rt))
+                if index in REWRITABLE_WRITES:
+                    self._rewrite(0xAC000000 | (rt << 16) | (index * 4), "mtc0")  # sw rt, index*4($zero)
+                self._skip_fast(cause)
+                return None
+            if rs == 0 and not insn & 0x7F8:  # mfc0
+                traps["emul_mfc0"] += 1
+                traps[_MFC0_KEY[index]] += 1
+                cpu.set_gpr(rt, self._read_cp0(index))
+                if index in REWRITABLE_READS:
+                    self._rewrite(0x8C000000 | (rt << 16) | (index * 4), "mfc0")  # lw rt, index*4($zero)
+                self._skip_fast(cause)
+                return None
+            if rs >= 16:
+                fn = insn & 0x3F
+                if fn == 0x18:
+                    return self._eret()
+                if fn in (0x01, 0x02, 0x06, 0x08):
+                    self._tlb_op(fn)
+                    self._skip_fast(cause)
+                    return None
+                if fn == 0x20:  # wait
+                    traps["emul_wait"] += 1
+                    self._skip()
+                    return self._block_until_interrupt()
+                if fn == 0x28:
+                    return self._hypercall()
+        elif op == 0x2F:  # cache: the simulated caches are coherent, nothing to do
+            traps["emul_cache"] += 1
+            self._rewrite(NOP, "cache")
+            self._skip_fast(cause)
+            return None
+        else:
+            return InternalErrorExit(f"coprocessor unusable on {insn:#010x}, not a CP0 instruction", self.pc)
         # Anything else (deret, rdpgpr, guest-TLB instructions of a VZ core...)
         # does not exist on a 24Kc.
-        self.stats.traps["deliver_ri_cp0"] += 1
+        traps["deliver_ri_cp0"] += 1
         self._deliver(ExcCode.RI)
         return None
 
@@ -686,8 +709,11 @@ class TeVcpu(RootEventHandler):
         v = self.cp0.regs
         value &= M32
         if index == R.STATUS:
-            v[R.STATUS] = (v[R.STATUS] & ~STATUS_WRITABLE) | (value & STATUS_WRITABLE)
-            self._sync_host_mode()
+            old = v[R.STATUS]
+            new = (old & ~STATUS_WRITABLE) | (value & STATUS_WRITABLE)
+            v[R.STATUS] = new
+            if (old ^ new) & _STATUS_MODE_BITS:
+                self._sync_host_mode()
         elif index == R.CAUSE:
             old = v[R.CAUSE]
             if value & CAUSE_DC and not old & CAUSE_DC:
