@@ -9,6 +9,11 @@ extensions = [
         ["kvmpy/arch/mips/hw/cpu.pyx"],
         extra_compile_args=["-O2", "-fno-strict-aliasing", "-Wno-unused-function"],
     ),
+    Extension(
+        "kvmpy.arch.mips.te.fastpath",
+        ["kvmpy/arch/mips/te/fastpath.pyx"],
+        extra_compile_args=["-O2", "-Wno-unused-function"],
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, language_level=3, quiet=True))

@@ -234,6 +234,7 @@ class FakeMachineModule:
             mem_size_mib: int
             mode: str
             no_reboot: bool
+            te_dyntrans: bool = True
             drives: tuple[object, ...] = ()
             virtio_rng: bool = False
             console: str = "ttyS0"
@@ -400,3 +401,15 @@ def test_ctrl_a_x_on_a_terminal_quits_cleanly_and_restores_it(tmp_path: Path) ->
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_te_mode_and_dyntrans_switch_reach_the_machine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
+) -> None:
+    fake = FakeMachineModule()
+    install(monkeypatch, fake)
+    status, out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none",
+                                "--mode", "te", "--no-dyntrans")
+    assert (status, err) == (0, "")
+    (config,) = fake.configs
+    assert config.mode == "te" and config.te_dyntrans is False

@@ -244,3 +244,44 @@ def test_guest_tlb_overwrite_returns_the_shadows_to_drop():
     stale = tlb.write(1, 0x00800000, 0, (2 << 6) | ELO_V, 0)
     assert stale == {0x00400000 | 7}
     assert tlb.lookup(0x00400000, 0) is None and tlb.lookup(0x00800000, 0).gpa == 0x2000
+
+
+def test_fast_path_constants_mirror_the_virtual_cp0():
+    from kvmpy.arch.mips.te import cp0, fastpath
+
+    assert fastpath.MIRRORED == {"STATUS_WRITABLE": cp0.STATUS_WRITABLE, "R_STATUS": cp0.R.STATUS,
+                                 "R_CAUSE": cp0.R.CAUSE}
+
+
+def test_compiled_fast_path_emulates_di_ei_status_and_count_like_python():
+    # di/ei/mtc0 Status/mfc0 Count in a loop: the compiled fast path takes them
+    # (without rewriting, so every one traps), and the results are the
+    # architectural ones; an mtc0 Status that changes mode is left to Python.
+    source = PROLOGUE + """
+    li    $s0, 50
+    li    $t3, 0xff01        # IM all, IE
+1:  ei    $t0                # t0 = Status before (IE clear)
+    di    $t1                # t1 = Status with IE
+    mtc0  $t3, $12           # IE on again, IM set
+    mfc0  $t4, $9            # Count
+    mfc0  $t5, $9
+    subu  $t6, $t5, $t4      # Count moves forward, by little
+    di
+    addiu $s0, $s0, -1
+    bnez  $s0, 1b
+    nop
+    mfc0  $s1, $12
+    li    $t7, 0x10          # KSU=user with EXL clear would be a mode change:
+    ori   $t7, $t7, 0x2      # set EXL so the guest stays in kernel mode
+    mtc0  $t7, $12
+    mfc0  $s2, $12
+    """ + EXIT
+    vm, vcpu, ram = make_te_vm(source, dyntrans=False)
+    assert isinstance(run(vcpu)[-1], ShutdownExit)
+    regs = vcpu.get_regs().gpr
+    assert regs[8] == 0xFF00 and regs[9] == 0xFF01  # ei / di return the old Status
+    assert regs[17] == 0xFF00 and regs[18] == 0x12
+    assert 0 <= regs[14] < 100_000  # two Count reads in a row: close together, never backwards
+    traps = vcpu.stats.traps
+    assert traps["emul_di"] == 100 and traps["emul_ei"] == 50 and traps["emul_mfc0.COUNT"] == 100
+    assert traps["fast_path"] >= 300  # the loop ran there, not in Python

@@ -26,6 +26,10 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from kvmpy.arch.mips.hw.defs import Stop as _Stop
 
+# Stop members by value, made once: constructing an enum per run() costs more
+# than a short run itself.
+_STOP_BY_VALUE = {int(s): s for s in _Stop}
+
 # ---------------------------------------------------------------- constants
 DEF NTLB = 64
 DEF UT_BITS = 10
@@ -456,7 +460,7 @@ cdef class Cpu:
         self.irq_check = 1
         with nogil:
             r = self.loop(budget)
-        return _Stop(r)
+        return _STOP_BY_VALUE[r]
 
     cdef int loop(self, uint64_t budget) noexcept nogil:
         cdef uint32_t insn, op, rs, rt, rd, sa, fn, a, v, t, pc

@@ -74,6 +74,7 @@ from kvmpy.arch.mips.te.cp0 import (
     VirtualCp0,
     reg_name,
 )
+from kvmpy.arch.mips.te.fastpath import FastTraps
 from kvmpy.arch.mips.te.tlb import ELO_D, ELO_G, ELO_V, GuestTlb
 from kvmpy.kvm.exits import Exit, InternalErrorExit
 from kvmpy.kvm.memory import MemFlags, MemorySlot, SlotTable
@@ -166,8 +167,10 @@ class TeVcpu(RootEventHandler):
         self.rewrite = rewrite
         self._random = random.Random(vcpu_id)
         self._irq_lines = 0  # IP2..IP7 from the VMM, bit 0 = IP2
-        self._count_offset = 0  # guest Count = host Count + offset
-        self._frozen_count: int | None = None  # guest Count while Cause.DC stops it
+        # The compiled fast path emulates the commonest traps (te/fastpath.pyx);
+        # it keeps the Count offset, so that both see the same clock.
+        self._fast = FastTraps(cpu, commpage)
+        self._frozen: int | None = None
         self._host_asids: dict[tuple[bool, bool, int], int] = {}
         self._next_host_asid = 1  # host ASID 0 is never used for guests: invalid entries carry it
         self._host_key: tuple[bool, bool, int] | None = None
@@ -205,6 +208,7 @@ class TeVcpu(RootEventHandler):
             for rs, value in zip(_R_SEGCTL, segctl, strict=True):
                 cpu.cp0_write(Ctx.ROOT, *rs, value)
             self._host_kernel = kernel
+            self._fast.guest_kernel = kernel
         self._host_key = key
         cpu.cp0_write(Ctx.ROOT, *_R_ENTRYHI, self._host_asid(key))
         self._sync_hwrena()
@@ -241,6 +245,25 @@ class TeVcpu(RootEventHandler):
                 cpu.tlb_write(Ctx.ROOT, index, KSEG0 + index * 0x2000, 0, 0, 0, 0)
 
     # ---------------------------------------------------------------- timer
+    @property
+    def _count_offset(self) -> int:
+        """Guest Count = host Count + this (mod 2^32)."""
+        return self._fast.count_offset
+
+    @_count_offset.setter
+    def _count_offset(self, value: int) -> None:
+        self._fast.count_offset = value & M32
+
+    @property
+    def _frozen_count(self) -> int | None:
+        """The guest's Count while its Cause.DC stops it, else None."""
+        return self._frozen
+
+    @_frozen_count.setter
+    def _frozen_count(self, value: int | None) -> None:
+        self._frozen = value
+        self._fast.count_frozen = value is not None
+
     def _host_count(self) -> int:
         return self.cpu.cp0_read(Ctx.ROOT, *_R_COUNT)
 
@@ -341,7 +364,19 @@ class TeVcpu(RootEventHandler):
         # have a tlbp there) must not make the sc fail, or the guest retries
         # forever.
         clear, self._clear_llbit = self._clear_llbit, False
-        return self.cpu.run(budget, not clear)
+        fast = self._fast
+        stop = fast.run(budget, not clear)
+        if fast.n_di or fast.n_ei or fast.n_mtc0_status or fast.n_mfc0_count:
+            traps = self.stats.traps
+            traps["emul_di"] += fast.n_di
+            traps["emul_ei"] += fast.n_ei
+            traps["emul_mtc0"] += fast.n_mtc0_status
+            traps["emul_mtc0.STATUS"] += fast.n_mtc0_status
+            traps["emul_mfc0"] += fast.n_mfc0_count
+            traps["emul_mfc0.COUNT"] += fast.n_mfc0_count
+            traps["fast_path"] += fast.n_di + fast.n_ei + fast.n_mtc0_status + fast.n_mfc0_count
+            fast.n_di = fast.n_ei = fast.n_mtc0_status = fast.n_mfc0_count = 0
+        return stop
 
     def handle(self, stop: Stop) -> Exit | None:
         """React to the core entering the root. None means: resume the guest."""
