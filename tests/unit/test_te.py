@@ -92,7 +92,7 @@ def test_rewriting_cp0_instructions_removes_their_traps(dyntrans):
         assert traps["emul_mfc0.STATUS"] == 1 and traps["emul_mfc0.EBASE"] == 1
         assert traps["emul_mtc0.ENTRYLO0"] == 1
         assert traps["rewrite_mfc0"] == 3 and traps["rewrite_mtc0"] == 1
-        assert word == 0x8C080000 | (12 * 8 * 4)  # lw $t0, Status's commpage offset($zero)
+        assert word == 0x8C080000 | (0x8000 + 12 * 8 * 4)  # lw $t0, -0x8000+Status*4($zero)
     else:
         assert traps["emul_mfc0.STATUS"] == 200 and traps["emul_mtc0.ENTRYLO0"] == 200
         assert "rewrite_mfc0" not in traps
@@ -108,7 +108,10 @@ def test_dyntrans_is_a_te_only_capability():
 
 
 # Map user VA 0x00400000 -> guest physical 0x3000 (ASID 0), then eret to it
-# in user mode. The kernel first reads its own EBase through the commpage.
+# in user mode. The kernel first reads its own EBase through the commpage
+# (at 0xffff8000: a negative offset from $zero), then address 0, which is
+# nothing of the hypervisor's: a TLB refill like any unmapped user address.
+COMMPAGE_EBASE = -0x8000 + (15 * 8 + 1) * 4
 USER_SETUP = PROLOGUE + f"""
     li    $t0, 0x00400000
     mtc0  $t0, $10          # EntryHi: VPN2, ASID 0
@@ -118,7 +121,7 @@ USER_SETUP = PROLOGUE + f"""
     mtc0  $zero, $5
     mtc0  $zero, $0
     tlbwi
-    lw    $s1, {(15 * 8 + 1) * 4}($zero)   # commpage: EBase
+    lw    $s1, {COMMPAGE_EBASE}($zero)   # commpage: EBase
     li    $s2, 0x5555
     li    $t0, 0x00400000
     mtc0  $t0, $14
@@ -128,16 +131,21 @@ USER_SETUP = PROLOGUE + f"""
 """
 
 
-def test_guest_user_mode_cannot_reach_the_commpage_or_kernel_memory():
+def test_the_commpage_is_for_the_guest_kernel_only_and_not_at_address_0():
     vm, vcpu, ram = make_te_vm(USER_SETUP)
-    user = assemble(f"lw $s2, {(15 * 8 + 1) * 4}($zero)\n nop\n", 0x00400000)
+    user = assemble(f"lw $s2, {COMMPAGE_EBASE}($zero)\n nop\n", 0x00400000)
     ram[0x3000 : 0x3000 + len(user)] = user
     assert isinstance(run(vcpu)[-1], ShutdownExit)
-    assert gpr(vcpu, "s1") == 0x80000000  # the guest kernel sees its CP0 at VA 0
-    # guest user code at the same address gets its own TLB refill, not the page
+    assert gpr(vcpu, "s1") == 0x80000000  # the guest kernel sees its CP0 in the commpage
+    # guest user code at the same address gets the address error its hardware would give
     assert gpr(vcpu, "s2") == 0x5555
-    assert (gpr(vcpu, "s5") >> 2) & 0x1F == 2  # TLBL
-    assert gpr(vcpu, "s6") == 0x00400000 and gpr(vcpu, "s7") == (15 * 8 + 1) * 4
+    assert (gpr(vcpu, "s5") >> 2) & 0x1F == 4  # AdEL
+    assert gpr(vcpu, "s6") == 0x00400000 and gpr(vcpu, "s7") == 0xFFFF8000 + (15 * 8 + 1) * 4
+
+    # the guest kernel's address 0 is plain guest memory: unmapped here, a TLB refill
+    vm, vcpu, ram = make_te_vm(PROLOGUE + "li $s2, 0x5555\n lw $s2, 0x10($zero)\n" + EXIT)
+    assert isinstance(run(vcpu)[-1], ShutdownExit)
+    assert gpr(vcpu, "s2") == 0x5555 and (gpr(vcpu, "s5") >> 2) & 0x1F == 2 and gpr(vcpu, "s7") == 0x10
     assert vcpu.stats.traps["deliver_tlbl_refill"] == 1
 
     vm, vcpu, ram = make_te_vm(USER_SETUP)

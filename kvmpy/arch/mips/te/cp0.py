@@ -3,8 +3,9 @@
 Every CP0 register the guest can name lives in one 4 KiB host page, the
 commpage, at byte offset `(reg * 8 + sel) * 4`. The hypervisor reads and
 writes the registers there; the guest kernel sees the same page at guest
-virtual address 0 (in guest kernel mode only), so an `mfc0` the hypervisor
-has rewritten into `lw rt, offset(zero)` reads the very value the emulation
+virtual address 0xffff8000 (in guest kernel mode only), so an `mfc0` the
+hypervisor has rewritten into `lw rt, offset($zero)` (a negative offset
+reaches the top of kseg3) reads the very value the emulation
 would have produced (seed 003's "commpage" trick). Registers whose value is
 computed when read (Count, Random) or whose writes have side effects are
 never rewritten and always trap.

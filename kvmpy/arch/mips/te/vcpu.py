@@ -30,9 +30,10 @@ control makes kseg0-kseg3 kernel-only: the access raises an address error
 that the hypervisor passes on, exactly what the guest's hardware would do.
 
 Fewer traps (seed 003): the virtual CP0 lives in the commpage, a host page
-the guest kernel sees at virtual address 0. After emulating an mfc0 (or a
-side-effect-free mtc0) once, the hypervisor rewrites the instruction in
-guest memory into `lw`/`sw rt, offset($zero)`, and a `cache` instruction
+the guest kernel sees at virtual address 0xffff8000 (the top of kseg3).
+After emulating an mfc0 (or a side-effect-free mtc0) once, the hypervisor
+rewrites the instruction in guest memory into `lw`/`sw rt, offset($zero)`
+with a negative offset, and a `cache` instruction
 into a nop, so later executions do not trap (statistics `rewrite_*`).
 """
 
@@ -83,7 +84,13 @@ from kvmpy.kvm.stats import VcpuStats
 M32 = 0xFFFFFFFF
 KSEG0 = 0x80000000
 KSEG2 = 0xC0000000
-COMMPAGE_GVA = 0x0
+# The commpage sits at the top of kseg3, the lowest address a load with base
+# $zero reaches with a negative 16-bit offset. Linux leaves that range unused
+# (its fixmap ends at 0xfffe0000), user mode cannot reach kseg3, and a kernel
+# NULL-pointer access still faults as it should (Linux's own T&E put the page
+# at address 0, where it hid the kernel's accesses to user page 0).
+COMMPAGE_GVA = 0xFFFF8000
+COMMPAGE_OFFSET_FIELD = COMMPAGE_GVA & 0xFFFF  # the 16-bit offset that reaches its first byte
 NOP = 0x00000000
 
 # Root CP0 registers the hypervisor programs
@@ -544,9 +551,9 @@ class TeVcpu(RootEventHandler):
     def _host_tlb_fault(self, code: int) -> Exit | None:
         gva = self.cpu.cp0_read(Ctx.ROOT, *_R_BADVADDR)
         is_write = code != ExcCode.TLBL
-        if gva < 0x1000 and self._host_kernel:
+        if COMMPAGE_GVA <= gva < COMMPAGE_GVA + 0x1000 and self._host_kernel:
             # The commpage: always there for the guest kernel.
-            self._install_shadow(gva, _Mapping(0, True, False, -1, False), None)
+            self._install_shadow(gva, _Mapping(0, True, False, -1, False), None)  # gpa unused
             return None
         m = self._translate(gva)
         if not isinstance(m, _Mapping):
@@ -607,7 +614,8 @@ class TeVcpu(RootEventHandler):
                 traps[_MTC0_KEY[index]] += 1
                 self._write_cp0(index, cpu.get_gpr(rt))
                 if index in REWRITABLE_WRITES:
-                    self._rewrite(0xAC000000 | (rt << 16) | (index * 4), "mtc0")  # sw rt, index*4($zero)
+                    # sw rt, commpage+index*4($zero)
+                    self._rewrite(0xAC000000 | (rt << 16) | (COMMPAGE_OFFSET_FIELD + index * 4), "mtc0")
                 self._skip_fast(cause)
                 return None
             if rs == 0 and not insn & 0x7F8:  # mfc0
@@ -615,7 +623,8 @@ class TeVcpu(RootEventHandler):
                 traps[_MFC0_KEY[index]] += 1
                 cpu.set_gpr(rt, self._read_cp0(index))
                 if index in REWRITABLE_READS:
-                    self._rewrite(0x8C000000 | (rt << 16) | (index * 4), "mfc0")  # lw rt, index*4($zero)
+                    # lw rt, commpage+index*4($zero)
+                    self._rewrite(0x8C000000 | (rt << 16) | (COMMPAGE_OFFSET_FIELD + index * 4), "mfc0")
                 self._skip_fast(cause)
                 return None
             if rs >= 16:
