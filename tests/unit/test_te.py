@@ -156,17 +156,23 @@ def test_the_commpage_is_for_the_guest_kernel_only_and_not_at_address_0():
     assert (gpr(vcpu, "s5") >> 2) & 0x1F == 4 and gpr(vcpu, "s7") == 0x80002000  # AdEL
 
 
-def test_guest_tlb_mapping_outside_ram_is_mmio_not_host_memory():
-    source = PROLOGUE + f"""
+def map_kseg2_page(gpa: int) -> str:
+    """Guest code: TLB entry 0 maps VA 0xc0000000 (global, writable) to `gpa`."""
+    return f"""
     lui   $t0, 0xc000
     mtc0  $t0, $10
-    li    $t0, {(0x1F000000 >> 12) << 6 | ELO_C2 | ELO_D | ELO_V | ELO_G:#x}
+    li    $t0, {(gpa >> 12) << 6 | ELO_C2 | ELO_D | ELO_V | ELO_G:#x}
     mtc0  $t0, $2
     li    $t0, {ELO_G:#x}
     mtc0  $t0, $3
     mtc0  $zero, $5
     mtc0  $zero, $0
     tlbwi
+"""
+
+
+def test_guest_tlb_mapping_outside_ram_is_mmio_not_host_memory():
+    source = PROLOGUE + map_kseg2_page(0x1F000000) + """
     lui   $t0, 0xc000
     li    $s0, 0x1234
     sw    $s0, 0x10($t0)
@@ -199,16 +205,7 @@ def test_two_te_vms_on_one_host_see_only_their_own_memory():
 
 def test_host_asids_are_recycled_when_the_guest_uses_more_than_the_host_has():
     # 300 guest ASIDs in kernel mode need 300 host ASIDs: more than 255.
-    source = PROLOGUE + f"""
-    lui   $t0, 0xc000
-    mtc0  $t0, $10
-    li    $t0, {(0x2000 >> 12) << 6 | ELO_C2 | ELO_D | ELO_V | ELO_G:#x}
-    mtc0  $t0, $2
-    li    $t0, {ELO_G:#x}
-    mtc0  $t0, $3
-    mtc0  $zero, $5
-    mtc0  $zero, $0
-    tlbwi
+    source = PROLOGUE + map_kseg2_page(0x2000) + """
     li    $s0, 300
     li    $s1, 0
     lui   $t1, 0xc000
