@@ -8,7 +8,8 @@ changes IE/IM (interrupt restore), and `mfc0 Count` (the clock). Their
 emulation is a few loads and stores on the commpage, but in Python each
 costs several microseconds of interpreter overhead around them. This loop
 runs the core and emulates exactly those, when they are not in a branch
-delay slot and change nothing else, without returning to Python. Every
+delay slot and leave the guest's privilege (kernel or user, ERL) as it was,
+without returning to Python. Every
 other stop — and any of these that would change the guest's mode or make
 an interrupt deliverable — goes back to `TeVcpu.handle` untouched, so the
 Python code remains the one place that defines the semantics; this is
@@ -26,6 +27,7 @@ DEF R_STATUS = 96
 DEF R_CAUSE = 104
 DEF ST_IE = 0x1
 DEF ST_EXL_ERL = 0x6
+DEF ST_ERL = 0x4
 DEF ST_CU0 = 0x10000000
 DEF STATUS_MODE_BITS = 0x1E
 DEF STATUS_WRITABLE = 0x1040FF1F
@@ -35,6 +37,11 @@ DEF EXC_CPU = 11
 
 # For the test that these mirror te.cp0 (DEF constants are invisible to Python).
 MIRRORED = {"STATUS_WRITABLE": STATUS_WRITABLE, "R_STATUS": R_STATUS, "R_CAUSE": R_CAUSE}
+
+
+cdef inline bint guest_kernel_mode(uint32_t status) noexcept:
+    # kernel mode: EXL or ERL set, or KSU = kernel (as te.cp0.GuestMode decides)
+    return (status & ST_EXL_ERL) != 0 or (status & 0x18) == 0
 
 
 cdef class FastTraps:
@@ -91,7 +98,10 @@ cdef class FastTraps:
                 if rs == 4 and index == R_STATUS:               # mtc0 Status
                     value = cpu.get_gpr(rt)
                     new = (status & ~STATUS_WRITABLE) | (value & STATUS_WRITABLE)
-                    if (status ^ new) & STATUS_MODE_BITS:
+                    if (status ^ new) & STATUS_MODE_BITS and (
+                            guest_kernel_mode(status) != guest_kernel_mode(new)
+                            or (status ^ new) & ST_ERL):
+                        # the guest's privilege changes: the host must follow (Python)
                         return stop
                     self.n_mtc0_status += 1
                 elif rs == 0 and index == 72 and not self.count_frozen:   # mfc0 Count

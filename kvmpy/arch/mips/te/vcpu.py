@@ -211,9 +211,12 @@ class TeVcpu(RootEventHandler):
             # Under ERL the guest's useg is unmapped: shadows built then or before are stale.
             self.flush_root_tlb()
         if kernel != self._host_kernel:
-            segctl = SEGCTL_GUEST_KERNEL if kernel else SEGCTL_GUEST_USER
-            for rs, value in zip(_R_SEGCTL, segctl, strict=True):
-                cpu.cp0_write(Ctx.ROOT, *rs, value)
+            # Each SegCtl write flushes the core's micro-TLB: write only what differs.
+            old = SEGCTL_GUEST_KERNEL if self._host_kernel else SEGCTL_GUEST_USER
+            new = SEGCTL_GUEST_KERNEL if kernel else SEGCTL_GUEST_USER
+            for rs, before, value in zip(_R_SEGCTL, old, new, strict=True):
+                if value != before or self._host_kernel is None:
+                    cpu.cp0_write(Ctx.ROOT, *rs, value)
             self._host_kernel = kernel
             self._fast.guest_kernel = kernel
         self._host_key = key
