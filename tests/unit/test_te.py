@@ -13,6 +13,8 @@ import mmap
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmpy.arch.mips.te.tlb import ELO_D, ELO_G, ELO_V, GuestTlb
 from kvmpy.kvm import Cap, EnableCapError, Kvm, MmioExit, ShutdownExit, VmType
@@ -290,3 +292,37 @@ def test_compiled_fast_path_emulates_di_ei_status_and_count_like_python():
     traps = vcpu.stats.traps
     assert traps["emul_di"] == 100 and traps["emul_ei"] == 50 and traps["emul_mfc0.COUNT"] == 100
     assert traps["fast_path"] >= 300  # the loop ran there, not in Python
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    writes=st.lists(
+        st.tuples(
+            st.integers(0, 15),                                    # index
+            st.integers(0, 0xFFFF).map(lambda v: v << 13),  # VPN2 in the low 512 MiB
+            st.integers(0, 3),                                     # ASID
+            st.sampled_from([0, 0x6000, 0x1E000]),                 # 4K, 16K, 64K pages
+            st.booleans(),                                         # global
+        ),
+        max_size=40,
+    ),
+    probes=st.lists(st.tuples(st.integers(0, 63), st.integers(0, 0x1FFFF), st.integers(0, 3)), max_size=30),
+)
+def test_guest_tlb_index_agrees_with_a_linear_search(writes, probes):
+    # The lookup goes through a per-VPN2 index; the architecture says: the
+    # entry whose VPN2 (under its PageMask) and ASID (unless global) match.
+    tlb = GuestTlb(16)
+    for index, vpn2, asid, mask, is_global in writes:
+        g = ELO_G if is_global else 0
+        tlb.write(index, vpn2 | asid, mask, (index << 6) | ELO_V | g, ((index + 16) << 6) | ELO_V | g)
+    for pick, offset, asid in probes:
+        # near a written entry most of the time, so that hits and near misses both occur
+        va = ((writes[pick % len(writes)][1] if writes else 0) + offset) & 0x1FFFFFFF
+        expected = [i for i, e in enumerate(tlb.entries)
+                    if (va & ~(e.pagemask | 0x1FFF)) == (e.entryhi & ~(e.pagemask | 0x1FFF))
+                    and (e.is_global or (e.entryhi & 0xFF) == asid)]
+        hit = tlb.lookup(va, asid)
+        if not expected:
+            assert hit is None
+        else:
+            assert hit is not None and hit.index in expected
