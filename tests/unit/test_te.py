@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import mmap
 import struct
+import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmpy.arch.mips.te.tlb import ELO_D, ELO_G, ELO_V, GuestTlb
-from kvmpy.kvm import Cap, EnableCapError, Kvm, MmioExit, ShutdownExit, VmType
+from kvmpy.kvm import (
+    Cap,
+    DebugExit,
+    EnableCapError,
+    HaltExit,
+    HypercallExit,
+    InternalErrorExit,
+    InterruptedExit,
+    Kvm,
+    MmioExit,
+    ShutdownExit,
+    VmType,
+)
 from tests.asm import assemble
 
 RAM_MIB = 16
@@ -326,3 +339,49 @@ def test_guest_tlb_index_agrees_with_a_linear_search(writes, probes):
             assert hit is None
         else:
             assert hit is not None and hit.index in expected
+
+
+SKIP_HANDLER = "mfc0 $k0, $14\n addiu $k0, $k0, 4\n mtc0 $k0, $14\n ehb\n eret\n nop\n"
+
+
+@settings(max_examples=30, deadline=None)
+@given(words=st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=12),
+       user=st.booleans())
+@pytest.mark.parametrize("vm_type", [VmType.TE, VmType.VZ], ids=["te", "vz"])
+def test_random_instruction_words_never_crash_the_hypervisor(vm_type, words, user):
+    # Whatever the guest executes, in kernel or in user mode, run() returns
+    # exits; nothing raises out of the hypervisor. The guest's exception
+    # handlers skip the faulting instruction, so the words run to the end.
+    kvm = Kvm()
+    vm = kvm.create_vm(vm_type)
+    ram = mmap.mmap(-1, RAM_MIB << 20)
+    for vector in (0x000, 0x180, 0x200):
+        h = assemble(SKIP_HANDLER, 0x80000000 + vector)
+        ram[vector : vector + len(h)] = h
+    # kernel: run the words from kseg0; user: from useg through a TLB entry
+    setup = PROLOGUE + map_kseg2_page(0x3000).replace("lui   $t0, 0xc000\n    mtc0  $t0, $10",
+                                                        "lui   $t0, 0x0040\n    mtc0  $t0, $10")
+    enter = "li $t0, 0x00400000\n mtc0 $t0, $14\n li $t0, 0x12\n mtc0 $t0, $12\n ehb\n eret\n"
+    jump = enter if user else "la $t0, 0x80003000\n jr $t0\n nop\n"
+    code = assemble(setup + jump, ENTRY)
+    ram[CODE_GPA : CODE_GPA + len(code)] = code
+    body = b"".join(struct.pack("<I", w) for w in words) + assemble("syscall\n" + EXIT, 0)
+    ram[0x3000 : 0x3000 + len(body)] = body
+    vm.set_user_memory_region(0, 0, RAM_MIB << 20, ram)
+    vcpu = vm.create_vcpu(0)
+    regs = vcpu.get_regs()
+    regs.pc = ENTRY
+    vcpu.set_regs(regs)
+    timer = threading.Timer(0.25, vcpu.kick)  # a guest that loops forever is stopped here
+    timer.start()
+    try:
+        for _ in range(200):
+            e = vcpu.run()
+            if isinstance(e, MmioExit):
+                continue
+            assert isinstance(e, ShutdownExit | InterruptedExit | HaltExit | InternalErrorExit
+                              | DebugExit | HypercallExit), e
+            if not isinstance(e, DebugExit | HypercallExit):
+                break
+    finally:
+        timer.cancel()
