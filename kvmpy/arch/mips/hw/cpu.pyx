@@ -152,6 +152,14 @@ cdef inline uint32_t clz32(uint32_t v) noexcept nogil:
     return n
 
 
+cdef inline uint32_t RS(uint32_t insn) noexcept nogil:
+    return (insn >> 21) & 31
+
+
+cdef inline uint32_t RT(uint32_t insn) noexcept nogil:
+    return (insn >> 16) & 31
+
+
 cdef inline uint32_t sext16(uint32_t v) noexcept nogil:
     return <uint32_t><int32_t><int16_t>(v & 0xFFFF)
 
@@ -256,6 +264,7 @@ cdef class Cpu:
     cdef int stop
     cdef uint64_t end_ic           # run(): icount at which the budget is spent
     cdef uint64_t poll_ic          # run(): icount of the next kick/budget/timer poll
+    cdef uint64_t ev_ic            # run(): icount of the next look at events
     cdef int kick_flag
     cdef int irq_check
 
@@ -490,23 +499,21 @@ cdef class Cpu:
         # branches...). Anything else, including a fast path that would
         # fault, goes to step() before a fast path changed any state, and
         # step() executes the instruction from scratch with the whole ISA.
-        cdef uint32_t insn = self.cur_insn
-        cdef uint32_t prev = self.prev_insn
+        cdef uint32_t insn = self.cur_insn  # the last instruction fetched (prev_insn: the one before)
         cdef uint32_t pc = self.pc_        # address of the next instruction
         cdef uint32_t npc = self.npc       # the one after it
         cdef int bd = self.bd              # the instruction at pc is in a delay slot
         cdef uint32_t cpc                  # address of the instruction being executed
         cdef int inds                      # ... and whether it is in a delay slot
-        cdef uint32_t op, rs, rt, rd, sa, a, t, v
+        cdef uint32_t op, rd, sa, a, t, v
         cdef int32_t simm, s
         cdef uint64_t u64
         cdef int64_t s64
         cdef uint8_t* p
-        cdef uint64_t ic = self.icount
-        # Kicks, the budget and the timers are polled every CHECK_INTERVAL
-        # loop iterations (an iteration that takes an interrupt or a fetch
-        # fault executes nothing: it moves self.poll_ic one closer instead).
-        cdef uint64_t ev = ic              # next icount at which to look at events
+        cdef uint64_t ic
+        # Instructions left before the next look at events (kick, budget,
+        # timers, interrupts); icount = self.ev_ic - left.
+        cdef int64_t left = 0
         cdef UtEntry* ut = self.ut[self.uset]
         cdef UtEntry* e
         # The fetch page: while (pc & 0xFFFFF003) == ftag, the instruction is at
@@ -515,10 +522,15 @@ cdef class Cpu:
         cdef uint32_t ftag = UT_INVALID
         cdef uint64_t fbase = 0
         self.stop = STOP_NONE
-        self.end_ic = ic + budget
-        self.poll_ic = ic
+        self.end_ic = self.icount + budget
+        self.poll_ic = self.icount
+        self.ev_ic = self.icount
         while True:
-            if unlikely(ic >= ev):
+            if unlikely(left <= 0):
+                # Kicks, the budget and the timers are polled every CHECK_INTERVAL
+                # loop iterations (an iteration that takes an interrupt or a fetch
+                # fault executes nothing: it moves poll_ic one closer instead).
+                ic = self.ev_ic - left
                 if ic >= self.poll_ic:
                     self.poll_ic = ic + CHECK_INTERVAL
                     if self.kick_flag or ic >= self.end_ic:
@@ -526,24 +538,22 @@ cdef class Cpu:
                         self.npc = npc
                         self.bd = bd
                         self.cur_insn = insn
-                        self.prev_insn = prev
                         self.icount = ic
                         if self.kick_flag:
                             self.kick_flag = 0
                             return STOP_KICK
                         return STOP_BUDGET
                     self.update_timers()
-                ev = self.poll_ic
+                self.ev_ic = self.poll_ic
                 if self.irq_check:
                     if bd:
-                        ev = ic + 1            # not in a delay slot: look again after it
+                        self.ev_ic = ic + 1    # not in a delay slot: look again after it
                     else:
                         self.irq_check = 0
                         self.pc_ = pc
                         self.npc = npc
                         self.bd = bd
                         self.cur_insn = insn
-                        self.prev_insn = prev
                         if self.take_interrupt():
                             if self.stop:
                                 self.icount = ic
@@ -554,8 +564,10 @@ cdef class Cpu:
                             ut = self.ut[self.uset]
                             ftag = UT_INVALID
                             self.poll_ic -= 1
-                            ev = ic
+                            self.ev_ic = ic
+                            left = 0
                             continue
+                left = <int64_t>(self.ev_ic - ic)
             # ---- fetch
             if unlikely((pc & 0xFFFFF003U) != ftag):
                 e = &ut[(pc >> 12) & UT_MASK]
@@ -569,11 +581,10 @@ cdef class Cpu:
                     self.bd_cur = bd
                     self.fault_pc = pc
                     self.cur_insn = insn
-                    self.prev_insn = prev
                     p = self.xlat(pc, ACC_FETCH)
                     if p == NULL:
                         if self.stop:
-                            self.icount = ic
+                            self.icount = self.ev_ic - left
                             return self.stop
                         pc = self.pc_
                         npc = self.npc
@@ -581,79 +592,78 @@ cdef class Cpu:
                         ut = self.ut[self.uset]
                         ftag = UT_INVALID
                         self.poll_ic -= 1
-                        ev = ic
+                        self.ev_ic -= left
+                        left = 0
                         continue
                     ftag = pc & 0xFFFFF000U
                     fbase = <uint64_t><uintptr_t>p - pc
-            prev = insn
+            self.prev_insn = insn
             insn = (<uint32_t*><uintptr_t>(pc + fbase))[0]
-            ic += 1
+            left -= 1
             cpc = pc
             inds = bd
             pc = npc
             npc = npc + 4
             bd = 0
-            rs = (insn >> 21) & 31
-            rt = (insn >> 16) & 31
             op = insn >> 26
             if op == 0:
                 op = 64 | (insn & 63)      # SPECIAL: one dispatch on op and function
             # ---- execute (op 64-127: SPECIAL function op - 64)
             if op == 64 + 0:           # sll
-                self.gpr[(insn >> 11) & 31] = self.gpr[rt] << ((insn >> 6) & 31)
+                self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] << ((insn >> 6) & 31)
             elif op == 64 + 33:        # addu
-                self.gpr[(insn >> 11) & 31] = self.gpr[rs] + self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] + self.gpr[RT(insn)]
             elif op == 9:              # addiu
-                self.gpr[rt] = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
             elif op == 35:             # lw
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF003U)):
-                    self.gpr[rt] = (<uint32_t*><uintptr_t>(a + e.off))[0]
+                    self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 43:             # sw
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.wtag == (a & 0xFFFFF003U)):
-                    (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[rt]
+                    (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[RT(insn)]
                 else:
                     op = 0xFF
             elif op == 4:              # beq
-                if self.gpr[rs] == self.gpr[rt]:
+                if self.gpr[RS(insn)] == self.gpr[RT(insn)]:
                     npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
                 bd = 1
             elif op == 5:              # bne
-                if self.gpr[rs] != self.gpr[rt]:
+                if self.gpr[RS(insn)] != self.gpr[RT(insn)]:
                     npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
                 bd = 1
             elif op == 6:              # blez
-                if <int32_t>self.gpr[rs] <= 0:
+                if <int32_t>self.gpr[RS(insn)] <= 0:
                     npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
                 bd = 1
             elif op == 7:              # bgtz
-                if <int32_t>self.gpr[rs] > 0:
+                if <int32_t>self.gpr[RS(insn)] > 0:
                     npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
                 bd = 1
             elif op == 1:              # REGIMM
-                s = <int32_t>self.gpr[rs]
-                if rt == 0 or rt == 2 or rt == 16 or rt == 18:      # bltz(al)(l)
+                s = <int32_t>self.gpr[RS(insn)]
+                if RT(insn) == 0 or RT(insn) == 2 or RT(insn) == 16 or RT(insn) == 18:      # bltz(al)(l)
                     t = s < 0
-                elif rt == 1 or rt == 3 or rt == 17 or rt == 19:    # bgez(al)(l)
+                elif RT(insn) == 1 or RT(insn) == 3 or RT(insn) == 17 or RT(insn) == 19:    # bgez(al)(l)
                     t = s >= 0
-                elif rt == 31:         # synci: caches are coherent here
+                elif RT(insn) == 31:         # synci: caches are coherent here
                     t = 2
-                elif rt == 8 or rt == 9 or rt == 10 or rt == 11 or rt == 12 or rt == 14:
+                elif RT(insn) == 8 or RT(insn) == 9 or RT(insn) == 10 or RT(insn) == 11 or RT(insn) == 12 or RT(insn) == 14:
                     simm = <int32_t><int16_t>insn
-                    if rt == 8:
+                    if RT(insn) == 8:
                         t = s >= simm
-                    elif rt == 9:
-                        t = self.gpr[rs] >= <uint32_t>simm
-                    elif rt == 10:
+                    elif RT(insn) == 9:
+                        t = self.gpr[RS(insn)] >= <uint32_t>simm
+                    elif RT(insn) == 10:
                         t = s < simm
-                    elif rt == 11:
-                        t = self.gpr[rs] < <uint32_t>simm
-                    elif rt == 12:
+                    elif RT(insn) == 11:
+                        t = self.gpr[RS(insn)] < <uint32_t>simm
+                    elif RT(insn) == 12:
                         t = s == simm
                     else:
                         t = s != simm
@@ -664,12 +674,12 @@ cdef class Cpu:
                     t = 3
                     op = 0xFF
                 if t < 2:
-                    if rt >= 16:
+                    if RT(insn) >= 16:
                         self.gpr[31] = cpc + 8    # link even when not taken
                     if t:
                         npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
                         bd = 1
-                    elif rt & 2:           # likely, not taken: skip the delay slot
+                    elif RT(insn) & 2:           # likely, not taken: skip the delay slot
                         pc = npc
                         npc = pc + 4
                     else:
@@ -682,22 +692,22 @@ cdef class Cpu:
                 npc = ((cpc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2)
                 bd = 1
             elif op == 64 + 8:         # jr
-                npc = self.gpr[rs]
+                npc = self.gpr[RS(insn)]
                 bd = 1
             elif op == 64 + 9:         # jalr
-                t = self.gpr[rs]
+                t = self.gpr[RS(insn)]
                 self.gpr[(insn >> 11) & 31] = cpc + 8
                 npc = t
                 bd = 1
             elif op == 20 or op == 21 or op == 22 or op == 23:   # branch likely
                 if op == 20:
-                    t = self.gpr[rs] == self.gpr[rt]
+                    t = self.gpr[RS(insn)] == self.gpr[RT(insn)]
                 elif op == 21:
-                    t = self.gpr[rs] != self.gpr[rt]
+                    t = self.gpr[RS(insn)] != self.gpr[RT(insn)]
                 elif op == 22:
-                    t = <int32_t>self.gpr[rs] <= 0
+                    t = <int32_t>self.gpr[RS(insn)] <= 0
                 else:
-                    t = <int32_t>self.gpr[rs] > 0
+                    t = <int32_t>self.gpr[RS(insn)] > 0
                 if t:
                     npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
                     bd = 1
@@ -705,86 +715,86 @@ cdef class Cpu:
                     pc = npc
                     npc = pc + 4
             elif op == 15:             # lui
-                self.gpr[rt] = insn << 16
+                self.gpr[RT(insn)] = insn << 16
             elif op == 13:             # ori
-                self.gpr[rt] = self.gpr[rs] | (insn & 0xFFFF)
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] | (insn & 0xFFFF)
             elif op == 12:             # andi
-                self.gpr[rt] = self.gpr[rs] & (insn & 0xFFFF)
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] & (insn & 0xFFFF)
             elif op == 14:             # xori
-                self.gpr[rt] = self.gpr[rs] ^ (insn & 0xFFFF)
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] ^ (insn & 0xFFFF)
             elif op == 10:             # slti
-                self.gpr[rt] = <int32_t>self.gpr[rs] < <int32_t><int16_t>insn
+                self.gpr[RT(insn)] = <int32_t>self.gpr[RS(insn)] < <int32_t><int16_t>insn
             elif op == 11:             # sltiu
-                self.gpr[rt] = self.gpr[rs] < <uint32_t><int32_t><int16_t>insn
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] < <uint32_t><int32_t><int16_t>insn
             elif op == 8:              # addi
                 a = <uint32_t><int32_t><int16_t>insn
-                t = self.gpr[rs] + a
-                if ((self.gpr[rs] ^ t) & (a ^ t)) >> 31:
+                t = self.gpr[RS(insn)] + a
+                if ((self.gpr[RS(insn)] ^ t) & (a ^ t)) >> 31:
                     op = 0xFF          # overflow
                 else:
-                    self.gpr[rt] = t
+                    self.gpr[RT(insn)] = t
             elif op == 32:             # lb
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF000U)):
-                    self.gpr[rt] = <uint32_t><int32_t>(<int8_t*><uintptr_t>(a + e.off))[0]
+                    self.gpr[RT(insn)] = <uint32_t><int32_t>(<int8_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 36:             # lbu
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF000U)):
-                    self.gpr[rt] = (<uint8_t*><uintptr_t>(a + e.off))[0]
+                    self.gpr[RT(insn)] = (<uint8_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 33:             # lh
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF001U)):
-                    self.gpr[rt] = <uint32_t><int32_t>(<int16_t*><uintptr_t>(a + e.off))[0]
+                    self.gpr[RT(insn)] = <uint32_t><int32_t>(<int16_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 37:             # lhu
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF001U)):
-                    self.gpr[rt] = (<uint16_t*><uintptr_t>(a + e.off))[0]
+                    self.gpr[RT(insn)] = (<uint16_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 40:             # sb
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.wtag == (a & 0xFFFFF000U)):
-                    (<uint8_t*><uintptr_t>(a + e.off))[0] = <uint8_t>self.gpr[rt]
+                    (<uint8_t*><uintptr_t>(a + e.off))[0] = <uint8_t>self.gpr[RT(insn)]
                 else:
                     op = 0xFF
             elif op == 41:             # sh
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.wtag == (a & 0xFFFFF001U)):
-                    (<uint16_t*><uintptr_t>(a + e.off))[0] = <uint16_t>self.gpr[rt]
+                    (<uint16_t*><uintptr_t>(a + e.off))[0] = <uint16_t>self.gpr[RT(insn)]
                 else:
                     op = 0xFF
             elif op == 34 or op == 38:     # lwl, lwr
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF000U)):
                     v = (<uint32_t*><uintptr_t>((a & ~3U) + e.off))[0]
                     t = a & 3
                     if op == 34:
                         if t == 3:
-                            self.gpr[rt] = v
+                            self.gpr[RT(insn)] = v
                         else:
-                            self.gpr[rt] = (v << (8 * (3 - t))) | (self.gpr[rt] & ((1U << (8 * (3 - t))) - 1))
+                            self.gpr[RT(insn)] = (v << (8 * (3 - t))) | (self.gpr[RT(insn)] & ((1U << (8 * (3 - t))) - 1))
                     else:
                         if t == 0:
-                            self.gpr[rt] = v
+                            self.gpr[RT(insn)] = v
                         else:
-                            self.gpr[rt] = (v >> (8 * t)) | (self.gpr[rt] & ~(0xFFFFFFFFU >> (8 * t)))
+                            self.gpr[RT(insn)] = (v >> (8 * t)) | (self.gpr[RT(insn)] & ~(0xFFFFFFFFU >> (8 * t)))
                 else:
                     op = 0xFF
             elif op == 42 or op == 46:     # swl, swr
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.wtag == (a & 0xFFFFF000U)):
                     p = <uint8_t*><uintptr_t>((a & ~3U) + e.off)
@@ -792,35 +802,35 @@ cdef class Cpu:
                     t = a & 3
                     if op == 42:
                         if t == 3:
-                            v = self.gpr[rt]
+                            v = self.gpr[RT(insn)]
                         else:
-                            v = (v & ~(0xFFFFFFFFU >> (8 * (3 - t)))) | (self.gpr[rt] >> (8 * (3 - t)))
+                            v = (v & ~(0xFFFFFFFFU >> (8 * (3 - t)))) | (self.gpr[RT(insn)] >> (8 * (3 - t)))
                     else:
                         if t != 0:
-                            v = (v & ((1U << (8 * t)) - 1)) | (self.gpr[rt] << (8 * t))
+                            v = (v & ((1U << (8 * t)) - 1)) | (self.gpr[RT(insn)] << (8 * t))
                         else:
-                            v = self.gpr[rt]
+                            v = self.gpr[RT(insn)]
                     (<uint32_t*>p)[0] = v
                 else:
                     op = 0xFF
             elif op == 48:             # ll
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.rtag == (a & 0xFFFFF003U)):
-                    self.gpr[rt] = (<uint32_t*><uintptr_t>(a + e.off))[0]
+                    self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
                     self.llbit = 1
                     self.cp0[self.ctx][R_LLADDR] = a >> 4
                 else:
                     op = 0xFF
             elif op == 56:             # sc
-                a = self.gpr[rs] + <uint32_t><int32_t><int16_t>insn
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
                 e = &ut[(a >> 12) & UT_MASK]
                 if likely(e.wtag == (a & 0xFFFFF003U)):
                     if self.llbit:
-                        (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[rt]
-                        self.gpr[rt] = 1
+                        (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[RT(insn)]
+                        self.gpr[RT(insn)] = 1
                     else:
-                        self.gpr[rt] = 0
+                        self.gpr[RT(insn)] = 0
                     self.llbit = 0
                 else:
                     op = 0xFF
@@ -828,129 +838,129 @@ cdef class Cpu:
                 pass
             elif op == 64 + 2:         # srl, rotr
                 sa = (insn >> 6) & 31
-                if rs == 0:
-                    self.gpr[(insn >> 11) & 31] = self.gpr[rt] >> sa
-                elif rs == 1:
-                    self.gpr[(insn >> 11) & 31] = (self.gpr[rt] >> sa) | (self.gpr[rt] << ((32 - sa) & 31))
+                if RS(insn) == 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] >> sa
+                elif RS(insn) == 1:
+                    self.gpr[(insn >> 11) & 31] = (self.gpr[RT(insn)] >> sa) | (self.gpr[RT(insn)] << ((32 - sa) & 31))
                 else:
                     op = 0xFF
             elif op == 64 + 3:         # sra
-                self.gpr[(insn >> 11) & 31] = <uint32_t>(<int32_t>self.gpr[rt] >> ((insn >> 6) & 31))
+                self.gpr[(insn >> 11) & 31] = <uint32_t>(<int32_t>self.gpr[RT(insn)] >> ((insn >> 6) & 31))
             elif op == 64 + 4:         # sllv
-                self.gpr[(insn >> 11) & 31] = self.gpr[rt] << (self.gpr[rs] & 31)
+                self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] << (self.gpr[RS(insn)] & 31)
             elif op == 64 + 6:         # srlv, rotrv
                 sa = (insn >> 6) & 31
-                t = self.gpr[rs] & 31
+                t = self.gpr[RS(insn)] & 31
                 if sa == 0:
-                    self.gpr[(insn >> 11) & 31] = self.gpr[rt] >> t
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] >> t
                 elif sa == 1:
-                    self.gpr[(insn >> 11) & 31] = (self.gpr[rt] >> t) | (self.gpr[rt] << ((32 - t) & 31))
+                    self.gpr[(insn >> 11) & 31] = (self.gpr[RT(insn)] >> t) | (self.gpr[RT(insn)] << ((32 - t) & 31))
                 else:
                     op = 0xFF
             elif op == 64 + 7:         # srav
-                self.gpr[(insn >> 11) & 31] = <uint32_t>(<int32_t>self.gpr[rt] >> (self.gpr[rs] & 31))
+                self.gpr[(insn >> 11) & 31] = <uint32_t>(<int32_t>self.gpr[RT(insn)] >> (self.gpr[RS(insn)] & 31))
             elif op == 64 + 10:        # movz
-                if self.gpr[rt] == 0:
-                    self.gpr[(insn >> 11) & 31] = self.gpr[rs]
+                if self.gpr[RT(insn)] == 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)]
             elif op == 64 + 11:        # movn
-                if self.gpr[rt] != 0:
-                    self.gpr[(insn >> 11) & 31] = self.gpr[rs]
+                if self.gpr[RT(insn)] != 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)]
             elif op == 64 + 15:        # sync
                 pass
             elif op == 64 + 16:        # mfhi
                 self.gpr[(insn >> 11) & 31] = self.hi
             elif op == 64 + 17:        # mthi
-                self.hi = self.gpr[rs]
+                self.hi = self.gpr[RS(insn)]
             elif op == 64 + 18:        # mflo
                 self.gpr[(insn >> 11) & 31] = self.lo
             elif op == 64 + 19:        # mtlo
-                self.lo = self.gpr[rs]
+                self.lo = self.gpr[RS(insn)]
             elif op == 64 + 24:        # mult
-                s64 = <int64_t><int32_t>self.gpr[rs] * <int64_t><int32_t>self.gpr[rt]
+                s64 = <int64_t><int32_t>self.gpr[RS(insn)] * <int64_t><int32_t>self.gpr[RT(insn)]
                 self.lo = <uint32_t>s64
                 self.hi = <uint32_t>(s64 >> 32)
             elif op == 64 + 25:        # multu
-                u64 = <uint64_t>self.gpr[rs] * <uint64_t>self.gpr[rt]
+                u64 = <uint64_t>self.gpr[RS(insn)] * <uint64_t>self.gpr[RT(insn)]
                 self.lo = <uint32_t>u64
                 self.hi = <uint32_t>(u64 >> 32)
             elif op == 64 + 26:        # div
-                self.div_signed(self.gpr[rs], self.gpr[rt])
+                self.div_signed(self.gpr[RS(insn)], self.gpr[RT(insn)])
             elif op == 64 + 27:        # divu
-                if self.gpr[rt] != 0:
-                    self.lo = self.gpr[rs] / self.gpr[rt]
-                    self.hi = self.gpr[rs] % self.gpr[rt]
+                if self.gpr[RT(insn)] != 0:
+                    self.lo = self.gpr[RS(insn)] / self.gpr[RT(insn)]
+                    self.hi = self.gpr[RS(insn)] % self.gpr[RT(insn)]
             elif op == 64 + 32:        # add
-                t = self.gpr[rs] + self.gpr[rt]
-                if ((self.gpr[rs] ^ t) & (self.gpr[rt] ^ t)) >> 31:
+                t = self.gpr[RS(insn)] + self.gpr[RT(insn)]
+                if ((self.gpr[RS(insn)] ^ t) & (self.gpr[RT(insn)] ^ t)) >> 31:
                     op = 0xFF          # overflow
                 else:
                     self.gpr[(insn >> 11) & 31] = t
             elif op == 64 + 34:        # sub
-                t = self.gpr[rs] - self.gpr[rt]
-                if ((self.gpr[rs] ^ self.gpr[rt]) & (self.gpr[rs] ^ t)) >> 31:
+                t = self.gpr[RS(insn)] - self.gpr[RT(insn)]
+                if ((self.gpr[RS(insn)] ^ self.gpr[RT(insn)]) & (self.gpr[RS(insn)] ^ t)) >> 31:
                     op = 0xFF          # overflow
                 else:
                     self.gpr[(insn >> 11) & 31] = t
             elif op == 64 + 35:        # subu
-                self.gpr[(insn >> 11) & 31] = self.gpr[rs] - self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] - self.gpr[RT(insn)]
             elif op == 64 + 36:        # and
-                self.gpr[(insn >> 11) & 31] = self.gpr[rs] & self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] & self.gpr[RT(insn)]
             elif op == 64 + 37:        # or
-                self.gpr[(insn >> 11) & 31] = self.gpr[rs] | self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] | self.gpr[RT(insn)]
             elif op == 64 + 38:        # xor
-                self.gpr[(insn >> 11) & 31] = self.gpr[rs] ^ self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] ^ self.gpr[RT(insn)]
             elif op == 64 + 39:        # nor
-                self.gpr[(insn >> 11) & 31] = ~(self.gpr[rs] | self.gpr[rt])
+                self.gpr[(insn >> 11) & 31] = ~(self.gpr[RS(insn)] | self.gpr[RT(insn)])
             elif op == 64 + 42:        # slt
-                self.gpr[(insn >> 11) & 31] = <int32_t>self.gpr[rs] < <int32_t>self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = <int32_t>self.gpr[RS(insn)] < <int32_t>self.gpr[RT(insn)]
             elif op == 64 + 43:        # sltu
-                self.gpr[(insn >> 11) & 31] = self.gpr[rs] < self.gpr[rt]
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] < self.gpr[RT(insn)]
             elif op == 64 + 48 or op == 64 + 49 or op == 64 + 50 or op == 64 + 51 or op == 64 + 52 or op == 64 + 54:
                 # tge tgeu tlt tltu teq tne: only a taken trap needs step()
                 if op == 64 + 48:
-                    t = <int32_t>self.gpr[rs] >= <int32_t>self.gpr[rt]
+                    t = <int32_t>self.gpr[RS(insn)] >= <int32_t>self.gpr[RT(insn)]
                 elif op == 64 + 49:
-                    t = self.gpr[rs] >= self.gpr[rt]
+                    t = self.gpr[RS(insn)] >= self.gpr[RT(insn)]
                 elif op == 64 + 50:
-                    t = <int32_t>self.gpr[rs] < <int32_t>self.gpr[rt]
+                    t = <int32_t>self.gpr[RS(insn)] < <int32_t>self.gpr[RT(insn)]
                 elif op == 64 + 51:
-                    t = self.gpr[rs] < self.gpr[rt]
+                    t = self.gpr[RS(insn)] < self.gpr[RT(insn)]
                 elif op == 64 + 52:
-                    t = self.gpr[rs] == self.gpr[rt]
+                    t = self.gpr[RS(insn)] == self.gpr[RT(insn)]
                 else:
-                    t = self.gpr[rs] != self.gpr[rt]
+                    t = self.gpr[RS(insn)] != self.gpr[RT(insn)]
                 if t:
                     op = 0xFF
             elif op == 28:             # SPECIAL2
                 t = insn & 63
                 rd = (insn >> 11) & 31
-                if t == 2:             # mul
-                    self.gpr[rd] = <uint32_t>(<int32_t>self.gpr[rs] * <int32_t>self.gpr[rt])
+                if likely(t == 2):     # mul (checked first: the common one)
+                    self.gpr[rd] = <uint32_t>(<int32_t>self.gpr[RS(insn)] * <int32_t>self.gpr[RT(insn)])
                 elif t == 0:           # madd
                     s64 = <int64_t>((<uint64_t>self.hi << 32) | self.lo)
-                    s64 = s64 + <int64_t><int32_t>self.gpr[rs] * <int64_t><int32_t>self.gpr[rt]
+                    s64 = s64 + <int64_t><int32_t>self.gpr[RS(insn)] * <int64_t><int32_t>self.gpr[RT(insn)]
                     self.lo = <uint32_t>s64
                     self.hi = <uint32_t>(<uint64_t>s64 >> 32)
                 elif t == 4:           # msub
                     s64 = <int64_t>((<uint64_t>self.hi << 32) | self.lo)
-                    s64 = s64 - <int64_t><int32_t>self.gpr[rs] * <int64_t><int32_t>self.gpr[rt]
+                    s64 = s64 - <int64_t><int32_t>self.gpr[RS(insn)] * <int64_t><int32_t>self.gpr[RT(insn)]
                     self.lo = <uint32_t>s64
                     self.hi = <uint32_t>(<uint64_t>s64 >> 32)
                 elif t == 1:           # maddu
                     u64 = (<uint64_t>self.hi << 32) | self.lo
-                    u64 = u64 + <uint64_t>self.gpr[rs] * <uint64_t>self.gpr[rt]
+                    u64 = u64 + <uint64_t>self.gpr[RS(insn)] * <uint64_t>self.gpr[RT(insn)]
                     self.lo = <uint32_t>u64
                     self.hi = <uint32_t>(u64 >> 32)
                 elif t == 5:           # msubu
                     u64 = (<uint64_t>self.hi << 32) | self.lo
-                    u64 = u64 - <uint64_t>self.gpr[rs] * <uint64_t>self.gpr[rt]
+                    u64 = u64 - <uint64_t>self.gpr[RS(insn)] * <uint64_t>self.gpr[RT(insn)]
                     self.lo = <uint32_t>u64
                     self.hi = <uint32_t>(u64 >> 32)
                 elif t == 32:          # clz
-                    v = self.gpr[rs]
+                    v = self.gpr[RS(insn)]
                     self.gpr[rd] = clz32(v)
                 elif t == 33:          # clo
-                    v = ~self.gpr[rs]
+                    v = ~self.gpr[RS(insn)]
                     self.gpr[rd] = clz32(v)
                 else:
                     op = 0xFF
@@ -959,20 +969,30 @@ cdef class Cpu:
                 rd = (insn >> 11) & 31
                 sa = (insn >> 6) & 31
                 if t == 0:             # ext: pos=sa, size=rd+1
-                    self.gpr[rt] = (self.gpr[rs] >> sa) & (0xFFFFFFFFU >> (31 - rd))
+                    self.gpr[RT(insn)] = (self.gpr[RS(insn)] >> sa) & (0xFFFFFFFFU >> (31 - rd))
                 elif t == 4 and rd >= sa:      # ins: lsb=sa, msb=rd
                     v = (0xFFFFFFFFU >> (31 - (rd - sa))) << sa
-                    self.gpr[rt] = (self.gpr[rt] & ~v) | ((self.gpr[rs] << sa) & v)
+                    self.gpr[RT(insn)] = (self.gpr[RT(insn)] & ~v) | ((self.gpr[RS(insn)] << sa) & v)
                 elif t == 32 and sa == 2:      # wsbh
-                    v = self.gpr[rt]
+                    v = self.gpr[RT(insn)]
                     self.gpr[rd] = ((v & 0x00FF00FF) << 8) | ((v >> 8) & 0x00FF00FF)
                 elif t == 32 and sa == 16:     # seb
-                    self.gpr[rd] = <uint32_t><int32_t><int8_t>self.gpr[rt]
+                    self.gpr[rd] = <uint32_t><int32_t><int8_t>self.gpr[RT(insn)]
                 elif t == 32 and sa == 24:     # seh
-                    self.gpr[rd] = <uint32_t><int32_t><int16_t>self.gpr[rt]
+                    self.gpr[rd] = <uint32_t><int32_t><int16_t>self.gpr[RT(insn)]
                 else:
                     op = 0xFF
-            else:
+            elif (op == 16 or op == 17 or op == 18 or op == 19 or op == 24 or op == 25 or op == 26 or
+                  op == 27 or op == 29 or op == 30 or op == 39 or op == 44 or op == 45 or op == 47 or
+                  op == 49 or op == 50 or op == 52 or op == 53 or op == 54 or op == 55 or op == 57 or
+                  op == 58 or op == 59 or op == 60 or op == 61 or op == 62 or op == 63 or op == 65 or
+                  op == 69 or op == 76 or op == 77 or op == 78 or op == 84 or op == 85 or op == 86 or
+                  op == 87 or op == 92 or op == 93 or op == 94 or op == 95 or op == 104 or op == 105 or
+                  op == 108 or op == 109 or op == 110 or op == 111 or op == 117 or op == 119 or
+                  op == 120 or op == 121 or op == 122 or op == 123 or op == 124 or op == 125 or
+                  op == 126 or op == 127):
+                # everything else (COP0, syscall, cache, ...): with a case for every value 1-127
+                # the compiler's jump table for the major opcodes needs no range check
                 op = 0xFF
             if unlikely(op == 0xFF):
                 # the full ISA, on the state in self
@@ -980,7 +1000,6 @@ cdef class Cpu:
                 self.npc = pc
                 self.bd = inds
                 self.cur_insn = insn
-                self.prev_insn = prev
                 self.step(insn)
                 pc = self.pc_
                 npc = self.npc
@@ -989,10 +1008,11 @@ cdef class Cpu:
                 ftag = UT_INVALID
                 if self.stop:
                     self.gpr[0] = 0
-                    self.icount = ic
+                    self.icount = self.ev_ic - left
                     return self.stop
                 if self.irq_check:
-                    ev = ic
+                    self.ev_ic -= left     # look at it before the next instruction
+                    left = 0
             self.gpr[0] = 0
 
     @cython.final
