@@ -152,6 +152,11 @@ cdef inline uint32_t clz32(uint32_t v) noexcept nogil:
     return n
 
 
+cdef inline UtEntry* ut_entry(UtEntry* ut, uint32_t va) noexcept nogil:
+    # &ut[(va >> 12) & UT_MASK] with the scaling folded into the shift (entries are 16 bytes)
+    return <UtEntry*>(<char*>ut + ((va >> (12 - 4)) & (UT_MASK << 4)))
+
+
 cdef inline uint32_t RS(uint32_t insn) noexcept nogil:
     return (insn >> 21) & 31
 
@@ -220,6 +225,10 @@ cdef struct UtEntry:
     uint32_t rtag      # loads and fetches may use `off`
     uint32_t wtag      # stores may use `off`
     uint64_t off       # host address - virtual page address
+
+
+if sizeof(UtEntry) != 16:   # ut_entry() scales the index by 16
+    raise ImportError("cpu: unexpected micro-TLB entry layout")
 
 
 cdef struct TlbEntry:
@@ -617,14 +626,14 @@ cdef class Cpu:
                 self.gpr[RT(insn)] = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
             elif op == 35:             # lw
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF003U)):
                     self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 43:             # sw
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.wtag == (a & 0xFFFFF003U)):
                     (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[RT(insn)]
                 else:
@@ -735,49 +744,49 @@ cdef class Cpu:
                     self.gpr[RT(insn)] = t
             elif op == 32:             # lb
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF000U)):
                     self.gpr[RT(insn)] = <uint32_t><int32_t>(<int8_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 36:             # lbu
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF000U)):
                     self.gpr[RT(insn)] = (<uint8_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 33:             # lh
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF001U)):
                     self.gpr[RT(insn)] = <uint32_t><int32_t>(<int16_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 37:             # lhu
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF001U)):
                     self.gpr[RT(insn)] = (<uint16_t*><uintptr_t>(a + e.off))[0]
                 else:
                     op = 0xFF
             elif op == 40:             # sb
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.wtag == (a & 0xFFFFF000U)):
                     (<uint8_t*><uintptr_t>(a + e.off))[0] = <uint8_t>self.gpr[RT(insn)]
                 else:
                     op = 0xFF
             elif op == 41:             # sh
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.wtag == (a & 0xFFFFF001U)):
                     (<uint16_t*><uintptr_t>(a + e.off))[0] = <uint16_t>self.gpr[RT(insn)]
                 else:
                     op = 0xFF
             elif op == 34 or op == 38:     # lwl, lwr
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF000U)):
                     v = (<uint32_t*><uintptr_t>((a & ~3U) + e.off))[0]
                     t = a & 3
@@ -795,7 +804,7 @@ cdef class Cpu:
                     op = 0xFF
             elif op == 42 or op == 46:     # swl, swr
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.wtag == (a & 0xFFFFF000U)):
                     p = <uint8_t*><uintptr_t>((a & ~3U) + e.off)
                     v = (<uint32_t*>p)[0]
@@ -815,7 +824,7 @@ cdef class Cpu:
                     op = 0xFF
             elif op == 48:             # ll
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.rtag == (a & 0xFFFFF003U)):
                     self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
                     self.llbit = 1
@@ -824,7 +833,7 @@ cdef class Cpu:
                     op = 0xFF
             elif op == 56:             # sc
                 a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
-                e = &ut[(a >> 12) & UT_MASK]
+                e = ut_entry(ut, a)
                 if likely(e.wtag == (a & 0xFFFFF003U)):
                     if self.llbit:
                         (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[RT(insn)]
