@@ -608,7 +608,6 @@ cdef class Cpu:
                     fbase = <uint64_t><uintptr_t>p - pc
             self.prev_insn = insn
             insn = (<uint32_t*><uintptr_t>(pc + fbase))[0]
-            left -= 1
             cpc = pc
             inds = bd
             pc = npc
@@ -1017,12 +1016,13 @@ cdef class Cpu:
                 ftag = UT_INVALID
                 if self.stop:
                     self.gpr[0] = 0
-                    self.icount = self.ev_ic - left
+                    self.icount = self.ev_ic - left + 1
                     return self.stop
                 if self.irq_check:
-                    self.ev_ic -= left     # look at it before the next instruction
-                    left = 0
+                    self.ev_ic -= left - 1     # look at it before the next instruction
+                    left = 1
             self.gpr[0] = 0
+            left -= 1       # the instruction is counted (here, so that gcc can fuse it with the loop test)
 
     @cython.final
     cdef void step(self, uint32_t insn) noexcept nogil:
