@@ -17,7 +17,10 @@ is a bus error.
 Speed comes from a software micro-TLB (as the P5600's own micro-TLBs): each
 CPU mode (root/guest x kernel/supervisor/user) has a direct-mapped cache from
 virtual page to host pointer, filled only after all architectural checks pass
-and flushed exactly when the translation it cached can change.
+and flushed exactly when the translation it cached can change. The loop keeps
+its hot state in C locals, fetches from the current page's host address until
+the PC leaves it, and runs the common instructions on fast paths; everything
+else goes to `step()`, the complete interpreter (docs/architecture.md).
 """
 
 cimport cython
@@ -521,7 +524,7 @@ cdef class Cpu:
         cdef uint8_t* p
         cdef uint64_t ic
         # Instructions left before the next look at events (kick, budget,
-        # timers, interrupts); icount = self.ev_ic - left.
+        # timers, interrupts); between iterations icount = self.ev_ic - left.
         cdef int64_t left = 0
         cdef UtEntry* ut = self.ut[self.uset]
         cdef UtEntry* e
