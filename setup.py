@@ -7,7 +7,7 @@ extensions = [
     Extension(
         "kvmpy.arch.mips.hw.cpu",
         ["kvmpy/arch/mips/hw/cpu.pyx"],
-        extra_compile_args=["-O2", "-fno-strict-aliasing", "-Wno-unused-function"],
+        extra_compile_args=["-O2", "-fno-strict-aliasing", "-fno-tree-vectorize", "-Wno-unused-function"],
     ),
     Extension(
         "kvmpy.arch.mips.te.fastpath",

@@ -195,3 +195,30 @@ def test_partial_word_access_faults_report_the_effective_address(insn):
     assert cpu.run(1) == Stop.ROOT_EXCEPTION
     assert exc_code(cpu) == (ExcCode.TLBS if insn.startswith("s") else ExcCode.TLBL)
     assert cpu.cp0_read(Ctx.ROOT, *reg(Cp0.BADVADDR)) == 0x00400003
+
+
+def test_a_store_into_the_page_being_executed_changes_the_next_instructions():
+    # the core caches the host address of the page it fetches from, never instruction words
+    cpu, _ = boot(
+        "la $t0, 1f\n lw $t1, 2f\n sw $t1, 0($t0)\n"  # replace the addiu below with the word at 2f
+        "1: addiu $t2, $zero, 1\n wait\n nop\n"
+        "2: addiu $t2, $zero, 7\n"
+    )
+    assert cpu.run(1000) == Stop.ROOT_WAIT
+    assert cpu.get_gpr(10) == 7
+
+
+def test_an_instruction_rewritten_in_memory_between_runs_is_executed():
+    # what a trap-and-emulate hypervisor does when it patches guest code
+    phys = PhysicalMemory()
+    rom = mmap.mmap(-1, 0x10000)
+    phys.attach(0x1FC00000, rom)
+    code = assemble("addiu $t0, $t0, 1\n wait\n nop\n", RESET)
+    rom[: len(code)] = code
+    cpu = Cpu(phys)
+    assert cpu.run(1000) == Stop.ROOT_WAIT
+    assert cpu.get_gpr(8) == 1
+    rom[0:4] = assemble("addiu $t0, $t0, 5\n", RESET)[:4]
+    cpu.pc = RESET
+    assert cpu.run(1000) == Stop.ROOT_WAIT
+    assert cpu.get_gpr(8) == 6

@@ -17,9 +17,13 @@ is a bus error.
 Speed comes from a software micro-TLB (as the P5600's own micro-TLBs): each
 CPU mode (root/guest x kernel/supervisor/user) has a direct-mapped cache from
 virtual page to host pointer, filled only after all architectural checks pass
-and flushed exactly when the translation it cached can change.
+and flushed exactly when the translation it cached can change. The loop keeps
+its hot state in C locals, fetches from the current page's host address until
+the PC leaves it, and runs the common instructions on fast paths; everything
+else goes to `step()`, the complete interpreter (docs/architecture.md).
 """
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int8_t, int16_t, int32_t, uint64_t, int64_t, uintptr_t
 from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -36,6 +40,7 @@ DEF UT_BITS = 10
 DEF UT_SIZE = 1 << UT_BITS
 DEF UT_MASK = UT_SIZE - 1
 DEF NSETS = 6            # (root, guest) x (kernel, supervisor, user)
+DEF UT_INVALID = 0xFFFFFFFF   # a micro-TLB tag no masked address equals
 DEF CHECK_INTERVAL = 512  # instructions between timer/kick polls
 
 DEF EXC_INT = 0
@@ -132,10 +137,39 @@ DEF GC0_CG = 0x01000000
 DEF STATUS_WMASK = 0x1878FF1F
 
 
+cdef extern from *:
+    # branch hints: macros of Cython's own generated C (__builtin_expect)
+    bint likely(bint) noexcept nogil
+    bint unlikely(bint) noexcept nogil
+
+
 cdef inline uint64_t now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint32_t clz32(uint32_t v) noexcept nogil:
+    cdef uint32_t n = 0
+    if v == 0:
+        return 32
+    while not (v & 0x80000000U):
+        v <<= 1
+        n += 1
+    return n
+
+
+cdef inline UtEntry* ut_entry(UtEntry* ut, uint32_t va) noexcept nogil:
+    # &ut[(va >> 12) & UT_MASK] with the scaling folded into the shift (entries are 16 bytes)
+    return <UtEntry*>(<char*>ut + ((va >> (12 - 4)) & (UT_MASK << 4)))
+
+
+cdef inline uint32_t RS(uint32_t insn) noexcept nogil:
+    return (insn >> 21) & 31
+
+
+cdef inline uint32_t RT(uint32_t insn) noexcept nogil:
+    return (insn >> 16) & 31
 
 
 cdef inline uint32_t sext16(uint32_t v) noexcept nogil:
@@ -189,6 +223,21 @@ cdef class PhysicalMemory:
         return (hpa >> 12) < self.npages and self.page_ptr[hpa >> 12] != 0
 
 
+cdef struct UtEntry:
+    # A micro-TLB entry. A tag is the virtual page address (low 12 bits clear)
+    # the entry translates, or UT_INVALID; an access hits when its address,
+    # masked with its alignment bits kept (0xFFFFF003 for a word), equals the
+    # tag, so a misaligned access never hits. Both tags share one offset:
+    # whenever `off` changes, both tags are rewritten.
+    uint32_t rtag      # loads and fetches may use `off`
+    uint32_t wtag      # stores may use `off`
+    uint64_t off       # host address - virtual page address
+
+
+if sizeof(UtEntry) != 16:   # ut_entry() scales the index by 16
+    raise ImportError("cpu: unexpected micro-TLB entry layout")
+
+
 cdef struct TlbEntry:
     uint32_t hi        # VPN2 | ASID
     uint32_t mask      # PageMask
@@ -229,6 +278,9 @@ cdef class Cpu:
 
     # execution control
     cdef int stop
+    cdef uint64_t end_ic           # run(): icount at which the budget is spent
+    cdef uint64_t poll_ic          # run(): icount of the next kick/budget/timer poll
+    cdef uint64_t ev_ic            # run(): icount of the next look at events
     cdef int kick_flag
     cdef int irq_check
 
@@ -244,10 +296,7 @@ cdef class Cpu:
     cdef uint32_t seg_pa[2][3][8]
 
     # micro-TLB
-    cdef uint32_t ut_rtag[NSETS][UT_SIZE]
-    cdef uint64_t ut_roff[NSETS][UT_SIZE]
-    cdef uint32_t ut_wtag[NSETS][UT_SIZE]
-    cdef uint64_t ut_woff[NSETS][UT_SIZE]
+    cdef UtEntry ut[NSETS][UT_SIZE]
 
     cdef PhysicalMemory phys
     cdef uint64_t* page_ptr
@@ -463,377 +512,860 @@ cdef class Cpu:
         return _STOP_BY_VALUE[r]
 
     cdef int loop(self, uint64_t budget) noexcept nogil:
-        cdef uint32_t insn, op, rs, rt, rd, sa, fn, a, v, t, pc
-        cdef int32_t simm
+        # The hot state lives in C locals (the compiler keeps them in host
+        # registers); `self` is brought up to date ("spilled") before anything
+        # that reads it: step(), xlat(), take_interrupt() and every return.
+        #
+        # Fast paths cover the common instructions when they cannot fault
+        # (loads and stores that hit the micro-TLB, ALU ops without overflow,
+        # branches...). Anything else, including a fast path that would
+        # fault, goes to step() before a fast path changed any state, and
+        # step() executes the instruction from scratch with the whole ISA.
+        cdef uint32_t insn = self.cur_insn  # the last instruction fetched (prev_insn: the one before)
+        cdef uint32_t pc = self.pc_        # address of the next instruction
+        cdef uint32_t npc = self.npc       # the one after it
+        cdef int bd = self.bd              # the instruction at pc is in a delay slot
+        cdef uint32_t cpc                  # address of the instruction being executed
+        cdef int inds                      # ... and whether it is in a delay slot
+        cdef uint32_t op, rd, sa, a, t, v
+        cdef int32_t simm, s
         cdef uint64_t u64
         cdef int64_t s64
         cdef uint8_t* p
-        cdef uint32_t idx
-        cdef uint32_t* g = self.gpr
-        cdef uint64_t end = self.icount + budget
-        cdef int poll = 0
-        cdef int taken
+        cdef uint64_t ic
+        # Instructions left before the next look at events (kick, budget,
+        # timers, interrupts); between iterations icount = self.ev_ic - left.
+        cdef int64_t left = 0
+        cdef UtEntry* ut = self.ut[self.uset]
+        cdef UtEntry* e
+        # The fetch page: while (pc & 0xFFFFF003) == ftag, the instruction is at
+        # host address pc + fbase with no lookup. Forgotten after every call
+        # that could change a translation or the mode.
+        cdef uint32_t ftag = UT_INVALID
+        cdef uint64_t fbase = 0
         self.stop = STOP_NONE
+        self.end_ic = self.icount + budget
+        self.poll_ic = self.icount
+        self.ev_ic = self.icount
         while True:
-            if poll <= 0:
-                poll = CHECK_INTERVAL
-                if self.kick_flag:
-                    self.kick_flag = 0
-                    return STOP_KICK
-                if self.icount >= end:
-                    return STOP_BUDGET
-                self.update_timers()
-            poll -= 1
-            if self.irq_check and not self.bd:
-                self.irq_check = 0
-                if self.take_interrupt():
-                    if self.stop:
-                        return self.stop
-                    continue
-            pc = self.pc_
-            self.bd_cur = self.bd
-            self.fault_pc = pc
+            if unlikely(left <= 0):
+                # Kicks, the budget and the timers are polled every CHECK_INTERVAL
+                # loop iterations (an iteration that takes an interrupt or a fetch
+                # fault executes nothing: it moves poll_ic one closer instead).
+                ic = self.ev_ic - left
+                if ic >= self.poll_ic:
+                    self.poll_ic = ic + CHECK_INTERVAL
+                    if self.kick_flag or ic >= self.end_ic:
+                        self.pc_ = pc
+                        self.npc = npc
+                        self.bd = bd
+                        self.cur_insn = insn
+                        self.icount = ic
+                        if self.kick_flag:
+                            self.kick_flag = 0
+                            return STOP_KICK
+                        return STOP_BUDGET
+                    self.update_timers()
+                self.ev_ic = self.poll_ic
+                if self.irq_check:
+                    if bd:
+                        self.ev_ic = ic + 1    # not in a delay slot: look again after it
+                    else:
+                        self.irq_check = 0
+                        self.pc_ = pc
+                        self.npc = npc
+                        self.bd = bd
+                        self.cur_insn = insn
+                        if self.take_interrupt():
+                            if self.stop:
+                                self.icount = ic
+                                return self.stop
+                            pc = self.pc_
+                            npc = self.npc
+                            bd = self.bd
+                            ut = self.ut[self.uset]
+                            ftag = UT_INVALID
+                            self.poll_ic -= 1
+                            self.ev_ic = ic
+                            left = 0
+                            continue
+                left = <int64_t>(self.ev_ic - ic)
             # ---- fetch
-            idx = (pc >> 12) & UT_MASK
-            if self.ut_rtag[self.uset][idx] == ((pc >> 12) | 0x80000000U) and not (pc & 3):
-                insn = (<uint32_t*><uintptr_t>(pc + self.ut_roff[self.uset][idx]))[0]
-            else:
-                p = self.xlat(pc, ACC_FETCH)
-                if p == NULL:
-                    if self.stop:
-                        return self.stop
-                    continue
-                insn = (<uint32_t*>p)[0]
-            self.prev_insn = self.cur_insn
-            self.cur_insn = insn
-            self.icount += 1
-            # default sequential flow
-            self.pc_ = self.npc
-            self.npc = self.npc + 4
-            self.bd = 0
-            rs = (insn >> 21) & 31
+            if unlikely((pc & 0xFFFFF003U) != ftag):
+                e = &ut[(pc >> 12) & UT_MASK]
+                if e.rtag == (pc & 0xFFFFF003U):
+                    ftag = e.rtag
+                    fbase = e.off
+                else:
+                    self.pc_ = pc
+                    self.npc = npc
+                    self.bd = bd
+                    self.bd_cur = bd
+                    self.fault_pc = pc
+                    self.cur_insn = insn
+                    p = self.xlat(pc, ACC_FETCH)
+                    if p == NULL:
+                        if self.stop:
+                            self.icount = self.ev_ic - left
+                            return self.stop
+                        pc = self.pc_
+                        npc = self.npc
+                        bd = self.bd
+                        ut = self.ut[self.uset]
+                        ftag = UT_INVALID
+                        self.poll_ic -= 1
+                        self.ev_ic -= left
+                        left = 0
+                        continue
+                    ftag = pc & 0xFFFFF000U
+                    fbase = <uint64_t><uintptr_t>p - pc
+            self.prev_insn = insn
+            insn = (<uint32_t*><uintptr_t>(pc + fbase))[0]
+            cpc = pc
+            inds = bd
+            pc = npc
+            npc = npc + 4
+            bd = 0
             op = insn >> 26
-            rt = (insn >> 16) & 31
-            simm = <int32_t><int16_t>(insn & 0xFFFF)
             if op == 0:
-                rd = (insn >> 11) & 31
-                sa = (insn >> 6) & 31
-                fn = insn & 63
-                if fn == 0:
-                    g[rd] = g[rt] << sa
-                elif fn == 2:
-                    if rs == 1:
-                        g[rd] = (g[rt] >> sa) | (g[rt] << ((32 - sa) & 31)) if sa else g[rt]
-                    elif rs == 0:
-                        g[rd] = g[rt] >> sa
+                op = 64 | (insn & 63)      # SPECIAL: one dispatch on op and function
+            # ---- execute (op 64-127: SPECIAL function op - 64)
+            if op == 64 + 0:           # sll
+                self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] << ((insn >> 6) & 31)
+            elif op == 64 + 33:        # addu
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] + self.gpr[RT(insn)]
+            elif op == 9:              # addiu
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+            elif op == 35:             # lw
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF003U)):
+                    self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
+                else:
+                    op = 0xFF
+            elif op == 43:             # sw
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.wtag == (a & 0xFFFFF003U)):
+                    (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[RT(insn)]
+                else:
+                    op = 0xFF
+            elif op == 4:              # beq
+                if self.gpr[RS(insn)] == self.gpr[RT(insn)]:
+                    npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
+                bd = 1
+            elif op == 5:              # bne
+                if self.gpr[RS(insn)] != self.gpr[RT(insn)]:
+                    npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
+                bd = 1
+            elif op == 6:              # blez
+                if <int32_t>self.gpr[RS(insn)] <= 0:
+                    npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
+                bd = 1
+            elif op == 7:              # bgtz
+                if <int32_t>self.gpr[RS(insn)] > 0:
+                    npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
+                bd = 1
+            elif op == 1:              # REGIMM
+                s = <int32_t>self.gpr[RS(insn)]
+                if RT(insn) == 0 or RT(insn) == 2 or RT(insn) == 16 or RT(insn) == 18:      # bltz(al)(l)
+                    t = s < 0
+                elif RT(insn) == 1 or RT(insn) == 3 or RT(insn) == 17 or RT(insn) == 19:    # bgez(al)(l)
+                    t = s >= 0
+                elif RT(insn) == 31:         # synci: caches are coherent here
+                    t = 2
+                elif RT(insn) == 8 or RT(insn) == 9 or RT(insn) == 10 or RT(insn) == 11 or RT(insn) == 12 or RT(insn) == 14:
+                    simm = <int32_t><int16_t>insn
+                    if RT(insn) == 8:
+                        t = s >= simm
+                    elif RT(insn) == 9:
+                        t = self.gpr[RS(insn)] >= <uint32_t>simm
+                    elif RT(insn) == 10:
+                        t = s < simm
+                    elif RT(insn) == 11:
+                        t = self.gpr[RS(insn)] < <uint32_t>simm
+                    elif RT(insn) == 12:
+                        t = s == simm
                     else:
-                        self.exc_ri(pc)
-                elif fn == 3:
-                    g[rd] = <uint32_t>(<int32_t>g[rt] >> sa)
-                elif fn == 4:
-                    g[rd] = g[rt] << (g[rs] & 31)
-                elif fn == 6:
-                    t = g[rs] & 31
-                    if sa == 1:
-                        g[rd] = (g[rt] >> t) | (g[rt] << ((32 - t) & 31)) if t else g[rt]
-                    elif sa == 0:
-                        g[rd] = g[rt] >> t
+                        t = s != simm
+                    if t:
+                        op = 0xFF      # trap taken
+                    t = 2
+                else:
+                    t = 3
+                    op = 0xFF
+                if t < 2:
+                    if RT(insn) >= 16:
+                        self.gpr[31] = cpc + 8    # link even when not taken
+                    if t:
+                        npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
+                        bd = 1
+                    elif RT(insn) & 2:           # likely, not taken: skip the delay slot
+                        pc = npc
+                        npc = pc + 4
                     else:
-                        self.exc_ri(pc)
-                elif fn == 7:
-                    g[rd] = <uint32_t>(<int32_t>g[rt] >> (g[rs] & 31))
-                elif fn == 8:      # jr
-                    self.branch(g[rs])
-                elif fn == 9:      # jalr
-                    t = g[rs]
-                    g[rd] = pc + 8
-                    self.branch(t)
-                elif fn == 10:
-                    if g[rt] == 0:
-                        g[rd] = g[rs]
-                elif fn == 11:
-                    if g[rt] != 0:
-                        g[rd] = g[rs]
-                elif fn == 12:
-                    self.exception(pc, EXC_SYS, 0, 0)
-                elif fn == 13:
-                    self.exception(pc, EXC_BP, 0, 0)
-                elif fn == 15:
-                    pass           # sync
-                elif fn == 16:
-                    g[rd] = self.hi
-                elif fn == 17:
-                    self.hi = g[rs]
-                elif fn == 18:
-                    g[rd] = self.lo
-                elif fn == 19:
-                    self.lo = g[rs]
-                elif fn == 24:
-                    s64 = <int64_t><int32_t>g[rs] * <int64_t><int32_t>g[rt]
-                    self.lo = <uint32_t>s64
-                    self.hi = <uint32_t>(s64 >> 32)
-                elif fn == 25:
-                    u64 = <uint64_t>g[rs] * <uint64_t>g[rt]
-                    self.lo = <uint32_t>u64
-                    self.hi = <uint32_t>(u64 >> 32)
-                elif fn == 26:
-                    self.div_signed(g[rs], g[rt])
-                elif fn == 27:
-                    if g[rt] != 0:
-                        self.lo = g[rs] / g[rt]
-                        self.hi = g[rs] % g[rt]
-                elif fn == 32:
-                    t = g[rs] + g[rt]
-                    if ((g[rs] ^ t) & (g[rt] ^ t)) >> 31:
-                        self.exception(pc, EXC_OV, 0, 0)
-                    else:
-                        g[rd] = t
-                elif fn == 33:
-                    g[rd] = g[rs] + g[rt]
-                elif fn == 34:
-                    t = g[rs] - g[rt]
-                    if ((g[rs] ^ g[rt]) & (g[rs] ^ t)) >> 31:
-                        self.exception(pc, EXC_OV, 0, 0)
-                    else:
-                        g[rd] = t
-                elif fn == 35:
-                    g[rd] = g[rs] - g[rt]
-                elif fn == 36:
-                    g[rd] = g[rs] & g[rt]
-                elif fn == 37:
-                    g[rd] = g[rs] | g[rt]
-                elif fn == 38:
-                    g[rd] = g[rs] ^ g[rt]
-                elif fn == 39:
-                    g[rd] = ~(g[rs] | g[rt])
-                elif fn == 42:
-                    g[rd] = 1 if <int32_t>g[rs] < <int32_t>g[rt] else 0
-                elif fn == 43:
-                    g[rd] = 1 if g[rs] < g[rt] else 0
-                elif fn == 48:
-                    if <int32_t>g[rs] >= <int32_t>g[rt]:
-                        self.exception(pc, EXC_TR, 0, 0)
-                elif fn == 49:
-                    if g[rs] >= g[rt]:
-                        self.exception(pc, EXC_TR, 0, 0)
-                elif fn == 50:
-                    if <int32_t>g[rs] < <int32_t>g[rt]:
-                        self.exception(pc, EXC_TR, 0, 0)
-                elif fn == 51:
-                    if g[rs] < g[rt]:
-                        self.exception(pc, EXC_TR, 0, 0)
-                elif fn == 52:
-                    if g[rs] == g[rt]:
-                        self.exception(pc, EXC_TR, 0, 0)
-                elif fn == 54:
-                    if g[rs] != g[rt]:
-                        self.exception(pc, EXC_TR, 0, 0)
-                elif fn == 1:
-                    self.exc_cpu(pc, 1)    # movf/movt need the FPU
-                else:
-                    self.exc_ri(pc)
-            elif op == 9:
-                g[rt] = g[rs] + <uint32_t>simm
-            elif op == 15:
-                g[rt] = (insn & 0xFFFF) << 16
-            elif op == 13:
-                g[rt] = g[rs] | (insn & 0xFFFF)
-            elif op == 12:
-                g[rt] = g[rs] & (insn & 0xFFFF)
-            elif op == 14:
-                g[rt] = g[rs] ^ (insn & 0xFFFF)
-            elif op == 10:
-                g[rt] = 1 if <int32_t>g[rs] < simm else 0
-            elif op == 11:
-                g[rt] = 1 if g[rs] < <uint32_t>simm else 0
-            elif op == 8:
-                t = g[rs] + <uint32_t>simm
-                if ((g[rs] ^ t) & (<uint32_t>simm ^ t)) >> 31:
-                    self.exception(pc, EXC_OV, 0, 0)
-                else:
-                    g[rt] = t
-            elif op == 35:         # lw
-                a = g[rs] + <uint32_t>simm
-                idx = (a >> 12) & UT_MASK
-                if self.ut_rtag[self.uset][idx] == ((a >> 12) | 0x80000000U) and not (a & 3):
-                    g[rt] = (<uint32_t*><uintptr_t>(a + self.ut_roff[self.uset][idx]))[0]
-                elif a & 3:
-                    self.addr_error(pc, a, ACC_LOAD)
-                else:
-                    p = self.xlat(a, ACC_LOAD)
-                    if p != NULL:
-                        g[rt] = (<uint32_t*>p)[0]
-            elif op == 43:         # sw
-                a = g[rs] + <uint32_t>simm
-                idx = (a >> 12) & UT_MASK
-                if self.ut_wtag[self.uset][idx] == ((a >> 12) | 0x80000000U) and not (a & 3):
-                    (<uint32_t*><uintptr_t>(a + self.ut_woff[self.uset][idx]))[0] = g[rt]
-                elif a & 3:
-                    self.addr_error(pc, a, ACC_STORE)
-                else:
-                    p = self.xlat(a, ACC_STORE)
-                    if p != NULL:
-                        (<uint32_t*>p)[0] = g[rt]
-            elif op == 4:          # beq
-                if g[rs] == g[rt]:
-                    self.branch(pc + 4 + (<uint32_t>simm << 2))
-                else:
-                    self.bd = 1
-            elif op == 5:          # bne
-                if g[rs] != g[rt]:
-                    self.branch(pc + 4 + (<uint32_t>simm << 2))
-                else:
-                    self.bd = 1
-            elif op == 6:
-                if <int32_t>g[rs] <= 0:
-                    self.branch(pc + 4 + (<uint32_t>simm << 2))
-                else:
-                    self.bd = 1
-            elif op == 7:
-                if <int32_t>g[rs] > 0:
-                    self.branch(pc + 4 + (<uint32_t>simm << 2))
-                else:
-                    self.bd = 1
+                        bd = 1
+            elif op == 2:              # j
+                npc = ((cpc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2)
+                bd = 1
+            elif op == 3:              # jal
+                self.gpr[31] = cpc + 8
+                npc = ((cpc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2)
+                bd = 1
+            elif op == 64 + 8:         # jr
+                npc = self.gpr[RS(insn)]
+                bd = 1
+            elif op == 64 + 9:         # jalr
+                t = self.gpr[RS(insn)]
+                self.gpr[(insn >> 11) & 31] = cpc + 8
+                npc = t
+                bd = 1
             elif op == 20 or op == 21 or op == 22 or op == 23:   # branch likely
                 if op == 20:
-                    taken = g[rs] == g[rt]
+                    t = self.gpr[RS(insn)] == self.gpr[RT(insn)]
                 elif op == 21:
-                    taken = g[rs] != g[rt]
+                    t = self.gpr[RS(insn)] != self.gpr[RT(insn)]
                 elif op == 22:
-                    taken = <int32_t>g[rs] <= 0
+                    t = <int32_t>self.gpr[RS(insn)] <= 0
                 else:
-                    taken = <int32_t>g[rs] > 0
-                if taken:
-                    self.branch(pc + 4 + (<uint32_t>simm << 2))
+                    t = <int32_t>self.gpr[RS(insn)] > 0
+                if t:
+                    npc = cpc + 4 + (<uint32_t><int32_t><int16_t>insn << 2)
+                    bd = 1
+                else:                  # not taken: skip the delay slot
+                    pc = npc
+                    npc = pc + 4
+            elif op == 15:             # lui
+                self.gpr[RT(insn)] = insn << 16
+            elif op == 13:             # ori
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] | (insn & 0xFFFF)
+            elif op == 12:             # andi
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] & (insn & 0xFFFF)
+            elif op == 14:             # xori
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] ^ (insn & 0xFFFF)
+            elif op == 10:             # slti
+                self.gpr[RT(insn)] = <int32_t>self.gpr[RS(insn)] < <int32_t><int16_t>insn
+            elif op == 11:             # sltiu
+                self.gpr[RT(insn)] = self.gpr[RS(insn)] < <uint32_t><int32_t><int16_t>insn
+            elif op == 8:              # addi
+                a = <uint32_t><int32_t><int16_t>insn
+                t = self.gpr[RS(insn)] + a
+                if ((self.gpr[RS(insn)] ^ t) & (a ^ t)) >> 31:
+                    op = 0xFF          # overflow
                 else:
-                    self.nullify()
-            elif op == 2:
-                self.branch(((pc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2))
-            elif op == 3:
-                g[31] = pc + 8
-                self.branch(((pc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2))
-            elif op == 1:
-                self.regimm(pc, insn, rs, rt, simm)
-            elif op == 32 or op == 36:     # lb, lbu
-                a = g[rs] + <uint32_t>simm
-                idx = (a >> 12) & UT_MASK
-                if self.ut_rtag[self.uset][idx] == ((a >> 12) | 0x80000000U):
-                    p = <uint8_t*><uintptr_t>(a + self.ut_roff[self.uset][idx])
+                    self.gpr[RT(insn)] = t
+            elif op == 32:             # lb
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF000U)):
+                    self.gpr[RT(insn)] = <uint32_t><int32_t>(<int8_t*><uintptr_t>(a + e.off))[0]
                 else:
-                    p = self.xlat(a, ACC_LOAD)
-                if p != NULL:
-                    if op == 32:
-                        g[rt] = <uint32_t><int32_t>(<int8_t*>p)[0]
-                    else:
-                        g[rt] = p[0]
-            elif op == 33 or op == 37:     # lh, lhu
-                a = g[rs] + <uint32_t>simm
-                if a & 1:
-                    self.addr_error(pc, a, ACC_LOAD)
+                    op = 0xFF
+            elif op == 36:             # lbu
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF000U)):
+                    self.gpr[RT(insn)] = (<uint8_t*><uintptr_t>(a + e.off))[0]
                 else:
-                    p = self.xlat(a, ACC_LOAD)
-                    if p != NULL:
-                        if op == 33:
-                            g[rt] = <uint32_t><int32_t>(<int16_t*>p)[0]
-                        else:
-                            g[rt] = (<uint16_t*>p)[0]
-            elif op == 40:         # sb
-                a = g[rs] + <uint32_t>simm
-                idx = (a >> 12) & UT_MASK
-                if self.ut_wtag[self.uset][idx] == ((a >> 12) | 0x80000000U):
-                    p = <uint8_t*><uintptr_t>(a + self.ut_woff[self.uset][idx])
+                    op = 0xFF
+            elif op == 33:             # lh
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF001U)):
+                    self.gpr[RT(insn)] = <uint32_t><int32_t>(<int16_t*><uintptr_t>(a + e.off))[0]
                 else:
-                    p = self.xlat(a, ACC_STORE)
-                if p != NULL:
-                    p[0] = <uint8_t>g[rt]
-            elif op == 41:         # sh
-                a = g[rs] + <uint32_t>simm
-                if a & 1:
-                    self.addr_error(pc, a, ACC_STORE)
+                    op = 0xFF
+            elif op == 37:             # lhu
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF001U)):
+                    self.gpr[RT(insn)] = (<uint16_t*><uintptr_t>(a + e.off))[0]
                 else:
-                    p = self.xlat(a, ACC_STORE)
-                    if p != NULL:
-                        (<uint16_t*>p)[0] = <uint16_t>g[rt]
+                    op = 0xFF
+            elif op == 40:             # sb
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.wtag == (a & 0xFFFFF000U)):
+                    (<uint8_t*><uintptr_t>(a + e.off))[0] = <uint8_t>self.gpr[RT(insn)]
+                else:
+                    op = 0xFF
+            elif op == 41:             # sh
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.wtag == (a & 0xFFFFF001U)):
+                    (<uint16_t*><uintptr_t>(a + e.off))[0] = <uint16_t>self.gpr[RT(insn)]
+                else:
+                    op = 0xFF
             elif op == 34 or op == 38:     # lwl, lwr
-                a = g[rs] + <uint32_t>simm
-                # translate the effective address itself so a fault reports it in BadVAddr
-                p = self.xlat(a, ACC_LOAD)
-                if p != NULL:
-                    v = (<uint32_t*>(p - (a & 3)))[0]
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF000U)):
+                    v = (<uint32_t*><uintptr_t>((a & ~3U) + e.off))[0]
                     t = a & 3
                     if op == 34:
                         if t == 3:
-                            g[rt] = v
+                            self.gpr[RT(insn)] = v
                         else:
-                            g[rt] = (v << (8 * (3 - t))) | (g[rt] & ((1U << (8 * (3 - t))) - 1))
+                            self.gpr[RT(insn)] = (v << (8 * (3 - t))) | (self.gpr[RT(insn)] & ((1U << (8 * (3 - t))) - 1))
                     else:
                         if t == 0:
-                            g[rt] = v
+                            self.gpr[RT(insn)] = v
                         else:
-                            g[rt] = (v >> (8 * t)) | (g[rt] & ~(0xFFFFFFFFU >> (8 * t)))
+                            self.gpr[RT(insn)] = (v >> (8 * t)) | (self.gpr[RT(insn)] & ~(0xFFFFFFFFU >> (8 * t)))
+                else:
+                    op = 0xFF
             elif op == 42 or op == 46:     # swl, swr
-                a = g[rs] + <uint32_t>simm
-                p = self.xlat(a, ACC_STORE)
-                if p != NULL:
-                    p = p - (a & 3)
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.wtag == (a & 0xFFFFF000U)):
+                    p = <uint8_t*><uintptr_t>((a & ~3U) + e.off)
                     v = (<uint32_t*>p)[0]
                     t = a & 3
                     if op == 42:
                         if t == 3:
-                            v = g[rt]
+                            v = self.gpr[RT(insn)]
                         else:
-                            v = (v & ~(0xFFFFFFFFU >> (8 * (3 - t)))) | (g[rt] >> (8 * (3 - t)))
+                            v = (v & ~(0xFFFFFFFFU >> (8 * (3 - t)))) | (self.gpr[RT(insn)] >> (8 * (3 - t)))
                     else:
                         if t != 0:
-                            v = (v & ((1U << (8 * t)) - 1)) | (g[rt] << (8 * t))
+                            v = (v & ((1U << (8 * t)) - 1)) | (self.gpr[RT(insn)] << (8 * t))
                         else:
-                            v = g[rt]
+                            v = self.gpr[RT(insn)]
                     (<uint32_t*>p)[0] = v
-            elif op == 48:         # ll
-                a = g[rs] + <uint32_t>simm
-                if a & 3:
-                    self.addr_error(pc, a, ACC_LOAD)
                 else:
-                    p = self.xlat(a, ACC_LOAD)
-                    if p != NULL:
-                        g[rt] = (<uint32_t*>p)[0]
-                        self.llbit = 1
-                        self.cp0[self.ctx][R_LLADDR] = a >> 4
-            elif op == 56:         # sc
-                a = g[rs] + <uint32_t>simm
-                if a & 3:
-                    self.addr_error(pc, a, ACC_STORE)
+                    op = 0xFF
+            elif op == 48:             # ll
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.rtag == (a & 0xFFFFF003U)):
+                    self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
+                    self.llbit = 1
+                    self.cp0[self.ctx][R_LLADDR] = a >> 4
                 else:
-                    p = self.xlat(a, ACC_STORE)
-                    if p != NULL:
-                        if self.llbit:
-                            (<uint32_t*>p)[0] = g[rt]
-                            g[rt] = 1
-                        else:
-                            g[rt] = 0
-                        self.llbit = 0
-            elif op == 28:
-                self.special2(pc, insn, rs, rt)
-            elif op == 31:
-                self.special3(pc, insn, rs, rt)
-            elif op == 16:
-                self.cop0(pc, insn, rs, rt)
-            elif op == 47:         # cache
-                if self.mode != MODE_K and not (self.cp0[self.ctx][R_STATUS] & ST_CU0):
-                    self.exc_cpu(pc, 0)
-                elif self.guest_mode and not (self.cp0[0][R_GUESTCTL0] & GC0_CG):
-                    self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
-            elif op == 51:
-                pass               # pref
-            elif op == 17 or op == 49 or op == 53 or op == 57 or op == 61 or op == 19:
-                self.exc_cpu(pc, 1)
-            elif op == 18 or op == 50 or op == 54 or op == 58 or op == 62:
-                self.exc_cpu(pc, 2)
+                    op = 0xFF
+            elif op == 56:             # sc
+                a = self.gpr[RS(insn)] + <uint32_t><int32_t><int16_t>insn
+                e = ut_entry(ut, a)
+                if likely(e.wtag == (a & 0xFFFFF003U)):
+                    if self.llbit:
+                        (<uint32_t*><uintptr_t>(a + e.off))[0] = self.gpr[RT(insn)]
+                        self.gpr[RT(insn)] = 1
+                    else:
+                        self.gpr[RT(insn)] = 0
+                    self.llbit = 0
+                else:
+                    op = 0xFF
+            elif op == 51:             # pref
+                pass
+            elif op == 64 + 2:         # srl, rotr
+                sa = (insn >> 6) & 31
+                if RS(insn) == 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] >> sa
+                elif RS(insn) == 1:
+                    self.gpr[(insn >> 11) & 31] = (self.gpr[RT(insn)] >> sa) | (self.gpr[RT(insn)] << ((32 - sa) & 31))
+                else:
+                    op = 0xFF
+            elif op == 64 + 3:         # sra
+                self.gpr[(insn >> 11) & 31] = <uint32_t>(<int32_t>self.gpr[RT(insn)] >> ((insn >> 6) & 31))
+            elif op == 64 + 4:         # sllv
+                self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] << (self.gpr[RS(insn)] & 31)
+            elif op == 64 + 6:         # srlv, rotrv
+                sa = (insn >> 6) & 31
+                t = self.gpr[RS(insn)] & 31
+                if sa == 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RT(insn)] >> t
+                elif sa == 1:
+                    self.gpr[(insn >> 11) & 31] = (self.gpr[RT(insn)] >> t) | (self.gpr[RT(insn)] << ((32 - t) & 31))
+                else:
+                    op = 0xFF
+            elif op == 64 + 7:         # srav
+                self.gpr[(insn >> 11) & 31] = <uint32_t>(<int32_t>self.gpr[RT(insn)] >> (self.gpr[RS(insn)] & 31))
+            elif op == 64 + 10:        # movz
+                if self.gpr[RT(insn)] == 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)]
+            elif op == 64 + 11:        # movn
+                if self.gpr[RT(insn)] != 0:
+                    self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)]
+            elif op == 64 + 15:        # sync
+                pass
+            elif op == 64 + 16:        # mfhi
+                self.gpr[(insn >> 11) & 31] = self.hi
+            elif op == 64 + 17:        # mthi
+                self.hi = self.gpr[RS(insn)]
+            elif op == 64 + 18:        # mflo
+                self.gpr[(insn >> 11) & 31] = self.lo
+            elif op == 64 + 19:        # mtlo
+                self.lo = self.gpr[RS(insn)]
+            elif op == 64 + 24:        # mult
+                s64 = <int64_t><int32_t>self.gpr[RS(insn)] * <int64_t><int32_t>self.gpr[RT(insn)]
+                self.lo = <uint32_t>s64
+                self.hi = <uint32_t>(s64 >> 32)
+            elif op == 64 + 25:        # multu
+                u64 = <uint64_t>self.gpr[RS(insn)] * <uint64_t>self.gpr[RT(insn)]
+                self.lo = <uint32_t>u64
+                self.hi = <uint32_t>(u64 >> 32)
+            elif op == 64 + 26:        # div
+                self.div_signed(self.gpr[RS(insn)], self.gpr[RT(insn)])
+            elif op == 64 + 27:        # divu
+                if self.gpr[RT(insn)] != 0:
+                    self.lo = self.gpr[RS(insn)] / self.gpr[RT(insn)]
+                    self.hi = self.gpr[RS(insn)] % self.gpr[RT(insn)]
+            elif op == 64 + 32:        # add
+                t = self.gpr[RS(insn)] + self.gpr[RT(insn)]
+                if ((self.gpr[RS(insn)] ^ t) & (self.gpr[RT(insn)] ^ t)) >> 31:
+                    op = 0xFF          # overflow
+                else:
+                    self.gpr[(insn >> 11) & 31] = t
+            elif op == 64 + 34:        # sub
+                t = self.gpr[RS(insn)] - self.gpr[RT(insn)]
+                if ((self.gpr[RS(insn)] ^ self.gpr[RT(insn)]) & (self.gpr[RS(insn)] ^ t)) >> 31:
+                    op = 0xFF          # overflow
+                else:
+                    self.gpr[(insn >> 11) & 31] = t
+            elif op == 64 + 35:        # subu
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] - self.gpr[RT(insn)]
+            elif op == 64 + 36:        # and
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] & self.gpr[RT(insn)]
+            elif op == 64 + 37:        # or
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] | self.gpr[RT(insn)]
+            elif op == 64 + 38:        # xor
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] ^ self.gpr[RT(insn)]
+            elif op == 64 + 39:        # nor
+                self.gpr[(insn >> 11) & 31] = ~(self.gpr[RS(insn)] | self.gpr[RT(insn)])
+            elif op == 64 + 42:        # slt
+                self.gpr[(insn >> 11) & 31] = <int32_t>self.gpr[RS(insn)] < <int32_t>self.gpr[RT(insn)]
+            elif op == 64 + 43:        # sltu
+                self.gpr[(insn >> 11) & 31] = self.gpr[RS(insn)] < self.gpr[RT(insn)]
+            elif op == 64 + 48 or op == 64 + 49 or op == 64 + 50 or op == 64 + 51 or op == 64 + 52 or op == 64 + 54:
+                # tge tgeu tlt tltu teq tne: only a taken trap needs step()
+                if op == 64 + 48:
+                    t = <int32_t>self.gpr[RS(insn)] >= <int32_t>self.gpr[RT(insn)]
+                elif op == 64 + 49:
+                    t = self.gpr[RS(insn)] >= self.gpr[RT(insn)]
+                elif op == 64 + 50:
+                    t = <int32_t>self.gpr[RS(insn)] < <int32_t>self.gpr[RT(insn)]
+                elif op == 64 + 51:
+                    t = self.gpr[RS(insn)] < self.gpr[RT(insn)]
+                elif op == 64 + 52:
+                    t = self.gpr[RS(insn)] == self.gpr[RT(insn)]
+                else:
+                    t = self.gpr[RS(insn)] != self.gpr[RT(insn)]
+                if t:
+                    op = 0xFF
+            elif op == 28:             # SPECIAL2
+                t = insn & 63
+                rd = (insn >> 11) & 31
+                if likely(t == 2):     # mul (checked first: the common one)
+                    self.gpr[rd] = <uint32_t>(<int32_t>self.gpr[RS(insn)] * <int32_t>self.gpr[RT(insn)])
+                elif t == 0:           # madd
+                    s64 = <int64_t>((<uint64_t>self.hi << 32) | self.lo)
+                    s64 = s64 + <int64_t><int32_t>self.gpr[RS(insn)] * <int64_t><int32_t>self.gpr[RT(insn)]
+                    self.lo = <uint32_t>s64
+                    self.hi = <uint32_t>(<uint64_t>s64 >> 32)
+                elif t == 4:           # msub
+                    s64 = <int64_t>((<uint64_t>self.hi << 32) | self.lo)
+                    s64 = s64 - <int64_t><int32_t>self.gpr[RS(insn)] * <int64_t><int32_t>self.gpr[RT(insn)]
+                    self.lo = <uint32_t>s64
+                    self.hi = <uint32_t>(<uint64_t>s64 >> 32)
+                elif t == 1:           # maddu
+                    u64 = (<uint64_t>self.hi << 32) | self.lo
+                    u64 = u64 + <uint64_t>self.gpr[RS(insn)] * <uint64_t>self.gpr[RT(insn)]
+                    self.lo = <uint32_t>u64
+                    self.hi = <uint32_t>(u64 >> 32)
+                elif t == 5:           # msubu
+                    u64 = (<uint64_t>self.hi << 32) | self.lo
+                    u64 = u64 - <uint64_t>self.gpr[RS(insn)] * <uint64_t>self.gpr[RT(insn)]
+                    self.lo = <uint32_t>u64
+                    self.hi = <uint32_t>(u64 >> 32)
+                elif t == 32:          # clz
+                    v = self.gpr[RS(insn)]
+                    self.gpr[rd] = clz32(v)
+                elif t == 33:          # clo
+                    v = ~self.gpr[RS(insn)]
+                    self.gpr[rd] = clz32(v)
+                else:
+                    op = 0xFF
+            elif op == 31:             # SPECIAL3
+                t = insn & 63
+                rd = (insn >> 11) & 31
+                sa = (insn >> 6) & 31
+                if t == 0:             # ext: pos=sa, size=rd+1
+                    self.gpr[RT(insn)] = (self.gpr[RS(insn)] >> sa) & (0xFFFFFFFFU >> (31 - rd))
+                elif t == 4 and rd >= sa:      # ins: lsb=sa, msb=rd
+                    v = (0xFFFFFFFFU >> (31 - (rd - sa))) << sa
+                    self.gpr[RT(insn)] = (self.gpr[RT(insn)] & ~v) | ((self.gpr[RS(insn)] << sa) & v)
+                elif t == 32 and sa == 2:      # wsbh
+                    v = self.gpr[RT(insn)]
+                    self.gpr[rd] = ((v & 0x00FF00FF) << 8) | ((v >> 8) & 0x00FF00FF)
+                elif t == 32 and sa == 16:     # seb
+                    self.gpr[rd] = <uint32_t><int32_t><int8_t>self.gpr[RT(insn)]
+                elif t == 32 and sa == 24:     # seh
+                    self.gpr[rd] = <uint32_t><int32_t><int16_t>self.gpr[RT(insn)]
+                else:
+                    op = 0xFF
+            elif (op == 16 or op == 17 or op == 18 or op == 19 or op == 24 or op == 25 or op == 26 or
+                  op == 27 or op == 29 or op == 30 or op == 39 or op == 44 or op == 45 or op == 47 or
+                  op == 49 or op == 50 or op == 52 or op == 53 or op == 54 or op == 55 or op == 57 or
+                  op == 58 or op == 59 or op == 60 or op == 61 or op == 62 or op == 63 or op == 65 or
+                  op == 69 or op == 76 or op == 77 or op == 78 or op == 84 or op == 85 or op == 86 or
+                  op == 87 or op == 92 or op == 93 or op == 94 or op == 95 or op == 104 or op == 105 or
+                  op == 108 or op == 109 or op == 110 or op == 111 or op == 117 or op == 119 or
+                  op == 120 or op == 121 or op == 122 or op == 123 or op == 124 or op == 125 or
+                  op == 126 or op == 127):
+                # everything else (COP0, syscall, cache, ...): with a case for every value 1-127
+                # the compiler's jump table for the major opcodes needs no range check
+                op = 0xFF
+            if unlikely(op == 0xFF):
+                # the full ISA, on the state in self
+                self.pc_ = cpc
+                self.npc = pc
+                self.bd = inds
+                self.cur_insn = insn
+                self.step(insn)
+                pc = self.pc_
+                npc = self.npc
+                bd = self.bd
+                ut = self.ut[self.uset]
+                ftag = UT_INVALID
+                if self.stop:
+                    self.gpr[0] = 0
+                    self.icount = self.ev_ic - left + 1
+                    return self.stop
+                if self.irq_check:
+                    self.ev_ic -= left - 1     # look at it before the next instruction
+                    left = 1
+            self.gpr[0] = 0
+            left -= 1       # the instruction is counted (here, so that gcc can fuse it with the loop test)
+
+    @cython.final
+    cdef void step(self, uint32_t insn) noexcept nogil:
+        """Execute one fetched instruction on the state in `self`: the whole ISA.
+
+        The loop's fast paths are a subset of this; it comes here for
+        everything else (CP0, exceptions, micro-TLB misses...). On entry pc_
+        is the instruction's address, npc the next, bd whether it sits in a
+        delay slot, cur_insn = insn and prev_insn the instruction before.
+        """
+        cdef uint32_t op, rs, rt, rd, sa, fn, a, v, t, pc
+        cdef int32_t simm
+        cdef uint64_t u64
+        cdef int64_t s64
+        cdef uint8_t* p
+        cdef uint32_t* g = self.gpr
+        cdef int taken
+        pc = self.pc_
+        self.bd_cur = self.bd
+        self.fault_pc = pc
+        # default sequential flow
+        self.pc_ = self.npc
+        self.npc = self.npc + 4
+        self.bd = 0
+        rs = (insn >> 21) & 31
+        op = insn >> 26
+        rt = (insn >> 16) & 31
+        simm = <int32_t><int16_t>(insn & 0xFFFF)
+        if op == 0:
+            rd = (insn >> 11) & 31
+            sa = (insn >> 6) & 31
+            fn = insn & 63
+            if fn == 0:
+                g[rd] = g[rt] << sa
+            elif fn == 2:
+                if rs == 1:
+                    g[rd] = (g[rt] >> sa) | (g[rt] << ((32 - sa) & 31)) if sa else g[rt]
+                elif rs == 0:
+                    g[rd] = g[rt] >> sa
+                else:
+                    self.exc_ri(pc)
+            elif fn == 3:
+                g[rd] = <uint32_t>(<int32_t>g[rt] >> sa)
+            elif fn == 4:
+                g[rd] = g[rt] << (g[rs] & 31)
+            elif fn == 6:
+                t = g[rs] & 31
+                if sa == 1:
+                    g[rd] = (g[rt] >> t) | (g[rt] << ((32 - t) & 31)) if t else g[rt]
+                elif sa == 0:
+                    g[rd] = g[rt] >> t
+                else:
+                    self.exc_ri(pc)
+            elif fn == 7:
+                g[rd] = <uint32_t>(<int32_t>g[rt] >> (g[rs] & 31))
+            elif fn == 8:      # jr
+                self.branch(g[rs])
+            elif fn == 9:      # jalr
+                t = g[rs]
+                g[rd] = pc + 8
+                self.branch(t)
+            elif fn == 10:
+                if g[rt] == 0:
+                    g[rd] = g[rs]
+            elif fn == 11:
+                if g[rt] != 0:
+                    g[rd] = g[rs]
+            elif fn == 12:
+                self.exception(pc, EXC_SYS, 0, 0)
+            elif fn == 13:
+                self.exception(pc, EXC_BP, 0, 0)
+            elif fn == 15:
+                pass           # sync
+            elif fn == 16:
+                g[rd] = self.hi
+            elif fn == 17:
+                self.hi = g[rs]
+            elif fn == 18:
+                g[rd] = self.lo
+            elif fn == 19:
+                self.lo = g[rs]
+            elif fn == 24:
+                s64 = <int64_t><int32_t>g[rs] * <int64_t><int32_t>g[rt]
+                self.lo = <uint32_t>s64
+                self.hi = <uint32_t>(s64 >> 32)
+            elif fn == 25:
+                u64 = <uint64_t>g[rs] * <uint64_t>g[rt]
+                self.lo = <uint32_t>u64
+                self.hi = <uint32_t>(u64 >> 32)
+            elif fn == 26:
+                self.div_signed(g[rs], g[rt])
+            elif fn == 27:
+                if g[rt] != 0:
+                    self.lo = g[rs] / g[rt]
+                    self.hi = g[rs] % g[rt]
+            elif fn == 32:
+                t = g[rs] + g[rt]
+                if ((g[rs] ^ t) & (g[rt] ^ t)) >> 31:
+                    self.exception(pc, EXC_OV, 0, 0)
+                else:
+                    g[rd] = t
+            elif fn == 33:
+                g[rd] = g[rs] + g[rt]
+            elif fn == 34:
+                t = g[rs] - g[rt]
+                if ((g[rs] ^ g[rt]) & (g[rs] ^ t)) >> 31:
+                    self.exception(pc, EXC_OV, 0, 0)
+                else:
+                    g[rd] = t
+            elif fn == 35:
+                g[rd] = g[rs] - g[rt]
+            elif fn == 36:
+                g[rd] = g[rs] & g[rt]
+            elif fn == 37:
+                g[rd] = g[rs] | g[rt]
+            elif fn == 38:
+                g[rd] = g[rs] ^ g[rt]
+            elif fn == 39:
+                g[rd] = ~(g[rs] | g[rt])
+            elif fn == 42:
+                g[rd] = 1 if <int32_t>g[rs] < <int32_t>g[rt] else 0
+            elif fn == 43:
+                g[rd] = 1 if g[rs] < g[rt] else 0
+            elif fn == 48:
+                if <int32_t>g[rs] >= <int32_t>g[rt]:
+                    self.exception(pc, EXC_TR, 0, 0)
+            elif fn == 49:
+                if g[rs] >= g[rt]:
+                    self.exception(pc, EXC_TR, 0, 0)
+            elif fn == 50:
+                if <int32_t>g[rs] < <int32_t>g[rt]:
+                    self.exception(pc, EXC_TR, 0, 0)
+            elif fn == 51:
+                if g[rs] < g[rt]:
+                    self.exception(pc, EXC_TR, 0, 0)
+            elif fn == 52:
+                if g[rs] == g[rt]:
+                    self.exception(pc, EXC_TR, 0, 0)
+            elif fn == 54:
+                if g[rs] != g[rt]:
+                    self.exception(pc, EXC_TR, 0, 0)
+            elif fn == 1:
+                self.exc_cpu(pc, 1)    # movf/movt need the FPU
             else:
                 self.exc_ri(pc)
-            g[0] = 0
-            if self.stop:
-                return self.stop
+        elif op == 9:
+            g[rt] = g[rs] + <uint32_t>simm
+        elif op == 15:
+            g[rt] = (insn & 0xFFFF) << 16
+        elif op == 13:
+            g[rt] = g[rs] | (insn & 0xFFFF)
+        elif op == 12:
+            g[rt] = g[rs] & (insn & 0xFFFF)
+        elif op == 14:
+            g[rt] = g[rs] ^ (insn & 0xFFFF)
+        elif op == 10:
+            g[rt] = 1 if <int32_t>g[rs] < simm else 0
+        elif op == 11:
+            g[rt] = 1 if g[rs] < <uint32_t>simm else 0
+        elif op == 8:
+            t = g[rs] + <uint32_t>simm
+            if ((g[rs] ^ t) & (<uint32_t>simm ^ t)) >> 31:
+                self.exception(pc, EXC_OV, 0, 0)
+            else:
+                g[rt] = t
+        elif op == 35:         # lw
+            a = g[rs] + <uint32_t>simm
+            if a & 3:
+                self.addr_error(pc, a, ACC_LOAD)
+            else:
+                p = self.xlat(a, ACC_LOAD)
+                if p != NULL:
+                    g[rt] = (<uint32_t*>p)[0]
+        elif op == 43:         # sw
+            a = g[rs] + <uint32_t>simm
+            if a & 3:
+                self.addr_error(pc, a, ACC_STORE)
+            else:
+                p = self.xlat(a, ACC_STORE)
+                if p != NULL:
+                    (<uint32_t*>p)[0] = g[rt]
+        elif op == 4:          # beq
+            if g[rs] == g[rt]:
+                self.branch(pc + 4 + (<uint32_t>simm << 2))
+            else:
+                self.bd = 1
+        elif op == 5:          # bne
+            if g[rs] != g[rt]:
+                self.branch(pc + 4 + (<uint32_t>simm << 2))
+            else:
+                self.bd = 1
+        elif op == 6:
+            if <int32_t>g[rs] <= 0:
+                self.branch(pc + 4 + (<uint32_t>simm << 2))
+            else:
+                self.bd = 1
+        elif op == 7:
+            if <int32_t>g[rs] > 0:
+                self.branch(pc + 4 + (<uint32_t>simm << 2))
+            else:
+                self.bd = 1
+        elif op == 20 or op == 21 or op == 22 or op == 23:   # branch likely
+            if op == 20:
+                taken = g[rs] == g[rt]
+            elif op == 21:
+                taken = g[rs] != g[rt]
+            elif op == 22:
+                taken = <int32_t>g[rs] <= 0
+            else:
+                taken = <int32_t>g[rs] > 0
+            if taken:
+                self.branch(pc + 4 + (<uint32_t>simm << 2))
+            else:
+                self.nullify()
+        elif op == 2:
+            self.branch(((pc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2))
+        elif op == 3:
+            g[31] = pc + 8
+            self.branch(((pc + 4) & 0xF0000000U) | ((insn & 0x3FFFFFF) << 2))
+        elif op == 1:
+            self.regimm(pc, insn, rs, rt, simm)
+        elif op == 32 or op == 36:     # lb, lbu
+            a = g[rs] + <uint32_t>simm
+            p = self.xlat(a, ACC_LOAD)
+            if p != NULL:
+                if op == 32:
+                    g[rt] = <uint32_t><int32_t>(<int8_t*>p)[0]
+                else:
+                    g[rt] = p[0]
+        elif op == 33 or op == 37:     # lh, lhu
+            a = g[rs] + <uint32_t>simm
+            if a & 1:
+                self.addr_error(pc, a, ACC_LOAD)
+            else:
+                p = self.xlat(a, ACC_LOAD)
+                if p != NULL:
+                    if op == 33:
+                        g[rt] = <uint32_t><int32_t>(<int16_t*>p)[0]
+                    else:
+                        g[rt] = (<uint16_t*>p)[0]
+        elif op == 40:         # sb
+            a = g[rs] + <uint32_t>simm
+            p = self.xlat(a, ACC_STORE)
+            if p != NULL:
+                p[0] = <uint8_t>g[rt]
+        elif op == 41:         # sh
+            a = g[rs] + <uint32_t>simm
+            if a & 1:
+                self.addr_error(pc, a, ACC_STORE)
+            else:
+                p = self.xlat(a, ACC_STORE)
+                if p != NULL:
+                    (<uint16_t*>p)[0] = <uint16_t>g[rt]
+        elif op == 34 or op == 38:     # lwl, lwr
+            a = g[rs] + <uint32_t>simm
+            # translate the effective address itself so a fault reports it in BadVAddr
+            p = self.xlat(a, ACC_LOAD)
+            if p != NULL:
+                v = (<uint32_t*>(p - (a & 3)))[0]
+                t = a & 3
+                if op == 34:
+                    if t == 3:
+                        g[rt] = v
+                    else:
+                        g[rt] = (v << (8 * (3 - t))) | (g[rt] & ((1U << (8 * (3 - t))) - 1))
+                else:
+                    if t == 0:
+                        g[rt] = v
+                    else:
+                        g[rt] = (v >> (8 * t)) | (g[rt] & ~(0xFFFFFFFFU >> (8 * t)))
+        elif op == 42 or op == 46:     # swl, swr
+            a = g[rs] + <uint32_t>simm
+            p = self.xlat(a, ACC_STORE)
+            if p != NULL:
+                p = p - (a & 3)
+                v = (<uint32_t*>p)[0]
+                t = a & 3
+                if op == 42:
+                    if t == 3:
+                        v = g[rt]
+                    else:
+                        v = (v & ~(0xFFFFFFFFU >> (8 * (3 - t)))) | (g[rt] >> (8 * (3 - t)))
+                else:
+                    if t != 0:
+                        v = (v & ((1U << (8 * t)) - 1)) | (g[rt] << (8 * t))
+                    else:
+                        v = g[rt]
+                (<uint32_t*>p)[0] = v
+        elif op == 48:         # ll
+            a = g[rs] + <uint32_t>simm
+            if a & 3:
+                self.addr_error(pc, a, ACC_LOAD)
+            else:
+                p = self.xlat(a, ACC_LOAD)
+                if p != NULL:
+                    g[rt] = (<uint32_t*>p)[0]
+                    self.llbit = 1
+                    self.cp0[self.ctx][R_LLADDR] = a >> 4
+        elif op == 56:         # sc
+            a = g[rs] + <uint32_t>simm
+            if a & 3:
+                self.addr_error(pc, a, ACC_STORE)
+            else:
+                p = self.xlat(a, ACC_STORE)
+                if p != NULL:
+                    if self.llbit:
+                        (<uint32_t*>p)[0] = g[rt]
+                        g[rt] = 1
+                    else:
+                        g[rt] = 0
+                    self.llbit = 0
+        elif op == 28:
+            self.special2(pc, insn, rs, rt)
+        elif op == 31:
+            self.special3(pc, insn, rs, rt)
+        elif op == 16:
+            self.cop0(pc, insn, rs, rt)
+        elif op == 47:         # cache
+            if self.mode != MODE_K and not (self.cp0[self.ctx][R_STATUS] & ST_CU0):
+                self.exc_cpu(pc, 0)
+            elif self.guest_mode and not (self.cp0[0][R_GUESTCTL0] & GC0_CG):
+                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+        elif op == 51:
+            pass               # pref
+        elif op == 17 or op == 49 or op == 53 or op == 57 or op == 61 or op == 19:
+            self.exc_cpu(pc, 1)
+        elif op == 18 or op == 50 or op == 54 or op == 58 or op == 62:
+            self.exc_cpu(pc, 2)
+        else:
+            self.exc_ri(pc)
 
     # ------------------------------------------------------------ control flow helpers
     cdef inline void branch(self, uint32_t target) noexcept nogil:
@@ -1504,12 +2036,10 @@ cdef class Cpu:
 
     # ------------------------------------------------------------ micro-TLB
     cdef void flush_utlb_all(self) noexcept nogil:
-        memset(self.ut_rtag, 0, sizeof(self.ut_rtag))
-        memset(self.ut_wtag, 0, sizeof(self.ut_wtag))
+        memset(self.ut, 0xFF, sizeof(self.ut))      # every tag UT_INVALID
 
     cdef void flush_utlb_ctx(self, int c) noexcept nogil:
-        memset(&self.ut_rtag[c * 3][0], 0, sizeof(uint32_t) * UT_SIZE * 3)
-        memset(&self.ut_wtag[c * 3][0], 0, sizeof(uint32_t) * UT_SIZE * 3)
+        memset(&self.ut[c * 3][0], 0xFF, sizeof(UtEntry) * UT_SIZE * 3)
 
     cdef void flush_utlb_range(self, int c, uint32_t va, uint32_t size) noexcept nogil:
         cdef uint32_t npages = size >> 12
@@ -1522,10 +2052,9 @@ cdef class Cpu:
             vpn = (va >> 12) + k
             idx = vpn & UT_MASK
             for s in range(c * 3, c * 3 + 3):
-                if self.ut_rtag[s][idx] == (vpn | 0x80000000U):
-                    self.ut_rtag[s][idx] = 0
-                if self.ut_wtag[s][idx] == (vpn | 0x80000000U):
-                    self.ut_wtag[s][idx] = 0
+                if self.ut[s][idx].rtag == (vpn << 12) or self.ut[s][idx].wtag == (vpn << 12):
+                    self.ut[s][idx].rtag = UT_INVALID
+                    self.ut[s][idx].wtag = UT_INVALID
 
     # ------------------------------------------------------------ address translation
     cdef int xlat_stage1(self, uint32_t va, int acc, uint32_t* pa_out, int* writable,
@@ -1624,6 +2153,7 @@ cdef class Cpu:
         cdef int w1 = 0, w2 = 1
         cdef uint64_t host
         cdef uint32_t idx
+        cdef UtEntry* e
         if acc == ACC_FETCH and (va & 3):
             self.cp0[self.ctx][R_BADVADDR] = va
             self.exception(va, EXC_ADEL, va, 1)
@@ -1640,9 +2170,8 @@ cdef class Cpu:
             return NULL
         host = self.page_ptr[pa >> 12]
         idx = (va >> 12) & UT_MASK
-        self.ut_rtag[self.uset][idx] = (va >> 12) | 0x80000000U
-        self.ut_roff[self.uset][idx] = host - (va & 0xFFFFF000U)
-        if w1 and w2:
-            self.ut_wtag[self.uset][idx] = (va >> 12) | 0x80000000U
-            self.ut_woff[self.uset][idx] = host - (va & 0xFFFFF000U)
+        e = &self.ut[self.uset][idx]
+        e.rtag = va & 0xFFFFF000U
+        e.off = host - (va & 0xFFFFF000U)
+        e.wtag = (va & 0xFFFFF000U) if (w1 and w2) else UT_INVALID
         return <uint8_t*><uintptr_t>(host + (va & 0xFFF))
