@@ -297,6 +297,7 @@ cdef class Cpu:
 
     # micro-TLB
     cdef UtEntry ut[NSETS][UT_SIZE]
+    cdef uint8_t ut_used[NSETS]     # a set has had entries filled since it was last flushed
 
     cdef PhysicalMemory phys
     cdef uint64_t* page_ptr
@@ -2037,9 +2038,17 @@ cdef class Cpu:
     # ------------------------------------------------------------ micro-TLB
     cdef void flush_utlb_all(self) noexcept nogil:
         memset(self.ut, 0xFF, sizeof(self.ut))      # every tag UT_INVALID
+        memset(self.ut_used, 0, sizeof(self.ut_used))
 
     cdef void flush_utlb_ctx(self, int c) noexcept nogil:
-        memset(&self.ut[c * 3][0], 0xFF, sizeof(UtEntry) * UT_SIZE * 3)
+        # A hypervisor switching a guest between kernel and user mode writes
+        # SegCtl and EntryHi back to back, each a flush: only the first finds
+        # anything to clear.
+        cdef int s
+        for s in range(c * 3, c * 3 + 3):
+            if self.ut_used[s]:
+                memset(&self.ut[s][0], 0xFF, sizeof(UtEntry) * UT_SIZE)
+                self.ut_used[s] = 0
 
     cdef void flush_utlb_range(self, int c, uint32_t va, uint32_t size) noexcept nogil:
         cdef uint32_t npages = size >> 12
@@ -2171,6 +2180,7 @@ cdef class Cpu:
         host = self.page_ptr[pa >> 12]
         idx = (va >> 12) & UT_MASK
         e = &self.ut[self.uset][idx]
+        self.ut_used[self.uset] = 1
         e.rtag = va & 0xFFFFF000U
         e.off = host - (va & 0xFFFFF000U)
         e.wtag = (va & 0xFFFFF000U) if (w1 and w2) else UT_INVALID
