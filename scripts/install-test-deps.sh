@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need: the mipsel cross toolchain
-# (to build tests/guests) and qemu-system-mipsel (the reference the guests
-# are compared against). Also registers the mipsel dpkg architecture for
-# later use (mipsel Debian packages, e.g. a Malta kernel).
+# (to build tests/guests), qemu-system-mipsel (the reference the guests
+# are compared against), e2fsprogs (ext2 images for the virtio-blk tests),
+# passt (user-mode networking for the virtio-net test) and iproute2 (the
+# TAP test's network namespace). Also registers the mipsel dpkg
+# architecture for later use (mipsel Debian packages, e.g. a Malta kernel).
 #
 # Idempotent and fast when everything is present: apt is not touched at
 # all then. Needs root (or password-less sudo) only when something is
@@ -11,7 +13,10 @@ set -euo pipefail
 
 PACKAGES=(
     binutils-mipsel-linux-gnu
+    e2fsprogs
     gcc-mipsel-linux-gnu
+    iproute2
+    passt
     qemu-system-mips
 )
 FOREIGN_ARCH=mipsel
@@ -65,8 +70,9 @@ for pkg in "${PACKAGES[@]}"; do
         exit 1
     fi
 done
-for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
+# e2fsprogs installs into /usr/sbin, which a non-root PATH may lack.
+for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip; do
+    if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool not on PATH after install" >&2
         exit 1
     fi

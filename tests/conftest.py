@@ -8,6 +8,7 @@ where ``scripts/install-test-deps.sh`` must have installed both.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -60,3 +61,21 @@ def qemu_output(guest_elfs: dict[str, Path], run_qemu: Callable[..., bytes]) -> 
         return cache[name]
 
     return get
+
+
+# Where Debian installs e2fsprogs and passt; a non-root PATH may lack the sbin directories.
+_TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+
+
+def host_tool(name: str) -> str:
+    """The path of host program `name`; skipped (failed under CI) when it is not installed."""
+    path = shutil.which(name, path=_TOOL_PATH)
+    if path is None:
+        _dependency_missing(f"{name} not found (install-test-deps.sh installs it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def e2fsprogs() -> dict[str, str]:
+    """mke2fs, debugfs and e2fsck: the host side of the ext2 disk tests."""
+    return {name: host_tool(name) for name in ("mke2fs", "debugfs", "e2fsck")}

@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--netdev",
         action="append",
         default=[],
-        metavar="socket,listen|connect=PATH|HOST:PORT[,mac=..]",
-        help="a virtio-net card on a socket backend (repeatable; loopback or unix sockets only)",
+        metavar="socket,listen|connect=PATH|HOST:PORT | passt | tap,ifname=NAME [,mac=..]",
+        help="a virtio-net card on a socket (loopback or unix), passt or TAP backend (repeatable)",
     )
     run.add_argument(
         "--console",

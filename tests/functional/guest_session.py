@@ -153,7 +153,7 @@ class ProcessSession(GuestSession):
 
 class QemuSession(ProcessSession):
     def __init__(self, kernel: Path, initrd: Path, cpu: str = "24Kc", mem_size_mib: int = 256,
-                 drives: Sequence[Path] = ()) -> None:
+                 drives: Sequence[Path] = (), extra_args: Sequence[str] = ()) -> None:
         disks: list[str] = []
         for i, path in enumerate(drives):
             disks += ["-drive", f"file={path},if=none,id=d{i},format=raw",
@@ -161,7 +161,7 @@ class QemuSession(ProcessSession):
         super().__init__([
             "qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib),
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
-            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks,
+            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks, *extra_args,
         ])
 
 
@@ -169,10 +169,10 @@ class KvmpyCommandSession(ProcessSession):
     """The `kvmpy run` command as a user runs it, console on stdin/stdout."""
 
     def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256,
-                 drives: Sequence[Path] = ()) -> None:
+                 drives: Sequence[Path] = (), extra_args: Sequence[str] = ()) -> None:
         disks = [arg for path in drives for arg in ("--drive", f"file={path}")]
         super().__init__([
             sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "--mode", mode,
             "-m", str(mem_size_mib), "--kernel", str(kernel), "--initrd", str(initrd),
-            "--append", APPEND, "--no-reboot", "--serial", "stdio", "--stats", *disks,
+            "--append", APPEND, "--no-reboot", "--serial", "stdio", "--stats", *disks, *extra_args,
         ])

@@ -81,6 +81,9 @@ def test_initramfs_holds_init_busybox_and_modules(tmp_path: Path):
     assert entries["init"][0] == 0o100755 and entries["init"][1].startswith(b"#!/bin/busybox sh")
     assert entries["lib/modules/v/kernel/x.ko"][1] == b"KO"
     assert entries["etc/modules"][1] == b"/lib/modules/v/kernel/x.ko\n"
+    # busybox udhcpc's default script (Debian's path), executable, so `udhcpc -i eth0` configures eth0
+    mode, script = entries["etc/udhcpc/default.script"]
+    assert mode == 0o100755 and b"ip addr add" in script
     # the same inputs give the same bytes (gzip mtime pinned)
     again = tmp_path / "again.gz"
     build_initramfs(busybox, [("lib/modules/v/kernel/x.ko", b"KO")], again)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
+import stat
+import struct
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +21,9 @@ from kvmpy.vmm.net_backends import (
     MAX_FRAME_LEN,
     FrameParser,
     NetBackendError,
+    PasstNetBackend,
     SocketNetBackend,
+    TapNetBackend,
     encode_frame,
     parse_netdev,
 )
@@ -276,7 +283,14 @@ def test_parse_netdev_unix_and_tcp(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("tap,ifname=tap0", "unsupported type"),
+        ("vde,sock=/x", "unsupported type"),
+        ("passt,foo=1", "passt takes none"),
+        ("tap", "needs ifname"),
+        ("tap,ifname=", "not an interface name"),
+        ("tap,ifname=a/b", "not an interface name"),
+        ("tap,ifname=averyveryverylongname", "not an interface name"),
+        ("tap,ifname=t0,ifname=t1", "given twice"),
+        ("tap,script=no", "unknown option"),
         ("socket", "exactly one"),
         ("socket,listen=/a,connect=/b", "exactly one"),
         ("socket,listen=/a,listen=/b", "given twice"),
@@ -293,4 +307,150 @@ def test_parse_netdev_unix_and_tcp(tmp_path: Path) -> None:
 def test_parse_netdev_errors(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_netdev(spec)
+    assert "\n" not in str(info.value)
+
+
+# -- passt (a stand-in program with passt's command-line and socket contract) -----------
+
+
+def fake_passt(tmp_path: Path, body: str) -> str:
+    """An executable that parses passt's --fd/--pid like passt and then runs `body`."""
+    script = tmp_path / "fake-passt"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        + textwrap.dedent(
+            """
+            import os, socket, struct, sys
+            args = sys.argv[1:]
+            fd = int(args[args.index("--fd") + 1])
+            pid_file = args[args.index("--pid") + 1]
+            link = socket.socket(fileno=fd)
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+ECHO_BODY = """
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    buf = b""
+    while True:  # echo every frame back with its first byte flipped, until the link closes
+        data = link.recv(65536)
+        if not data:
+            sys.exit(0)
+        buf += data
+        while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+            n = struct.unpack(">I", buf[:4])[0]
+            frame, buf = buf[4 : 4 + n], buf[4 + n :]
+            link.sendall(struct.pack(">I", n) + bytes([frame[0] ^ 0xFF]) + frame[1:])
+"""
+
+
+def test_passt_frames_cross_the_socketpair_and_close_ends_passt(tmp_path: Path) -> None:
+    backend = PasstNetBackend(fake_passt(tmp_path, ECHO_BODY))
+    inbox = Inbox()
+    backend.start(inbox)
+    assert backend.proc is not None and backend.connected
+    assert not backend._rundir.exists()  # the PID file is gone once passt is up
+    proc = backend.proc
+    backend.send(FRAME)
+    assert inbox.get() == bytes([FRAME[0] ^ 0xFF]) + FRAME[1:]
+    backend.close()
+    assert proc.returncode == 0  # it saw the link close and exited by itself
+    backend.close()  # idempotent
+    backend.send(FRAME)  # after close: dropped, no exception
+
+
+def test_passt_that_fails_to_start_is_a_one_line_error(tmp_path: Path) -> None:
+    body = """
+        print("Failed to send 47 bytes to syslog", file=sys.stderr)
+        print("External interface not usable", file=sys.stderr)
+        sys.exit(1)
+    """
+    with pytest.raises(NetBackendError, match="exited with status 1: External interface not usable$") as info:
+        PasstNetBackend(fake_passt(tmp_path, body))
+    assert "\n" not in str(info.value) and "syslog" not in str(info.value)
+
+
+def test_passt_that_hangs_before_ready_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kvmpy.vmm.net_backends as nb
+
+    monkeypatch.setattr(nb, "PASST_START_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(nb, "PASST_EXIT_TIMEOUT_S", 0.5)
+    pid_record = tmp_path / "hung.pid"
+    body = f"""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL ends it
+        with open({str(pid_record)!r}, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(60)
+    """
+    with pytest.raises(NetBackendError, match="did not start within"):
+        PasstNetBackend(fake_passt(tmp_path, body))
+    # the stuck process was killed and reaped: its PID is gone
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_record.read_text()), 0)
+
+
+def test_passt_missing_is_a_one_line_error() -> None:
+    with pytest.raises(NetBackendError, match="no-such-passt not found"):
+        PasstNetBackend("no-such-passt")
+
+
+# -- TAP (needs root or CAP_NET_ADMIN and /dev/net/tun) ------------------------------------
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def _bring_up(ifname: str) -> None:
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = struct.pack("16sH22x", ifname.encode(), 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifr))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", ifname.encode(), flags | IFF_UP))
+
+
+def test_tap_frames_reach_the_host_interface_and_back() -> None:
+    ifname = f"kvt{os.getpid() % 100000}"
+    try:
+        backend = TapNetBackend(ifname)
+    except NetBackendError as exc:
+        pytest.skip(f"no TAP here: {exc}")
+    # Frames the guest sends arrive on the host interface; a packet socket on it sees them, and
+    # what the host sends on the interface reaches the guest.
+    sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))  # local experimental
+    try:
+        assert Path(f"/sys/class/net/{ifname}").exists()
+        _bring_up(ifname)
+        sniffer.bind((ifname, 0))
+        sniffer.settimeout(5)
+        inbox = Inbox()
+        backend.start(inbox)
+        guest_frame = bytes.fromhex("ffffffffffff525400123456") + b"\x88\xb5" + b"from the guest" + bytes(32)
+        backend.send(guest_frame)
+        assert sniffer.recv(2048) == guest_frame
+        host_frame = bytes.fromhex("525400123456") + bytes(6) + b"\x88\xb5" + b"from the host" + bytes(33)
+        sniffer.send(host_frame)
+        while (got := inbox.get())[12:14] != b"\x88\xb5":  # skip the kernel's own IPv6 chatter
+            pass
+        assert got == host_frame
+    finally:
+        sniffer.close()
+        backend.close()
+    # a TAP interface that was not persistent goes away with its file descriptor
+    wait_for(lambda: not Path(f"/sys/class/net/{ifname}").exists())
+    backend.send(guest_frame)  # after close: dropped, no exception
+
+
+def test_tap_on_an_interface_that_is_not_tap_is_a_one_line_error() -> None:
+    if not Path("/dev/net/tun").exists() or os.geteuid() != 0:
+        pytest.skip("needs /dev/net/tun and root")
+    with pytest.raises(NetBackendError, match="cannot attach to lo: ") as info:
+        TapNetBackend("lo")
     assert "\n" not in str(info.value)

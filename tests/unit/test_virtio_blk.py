@@ -171,6 +171,7 @@ def test_flush(image: Path, guest: FakeGuest, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
     out, _ = run(dev, guest, [header(VIRTIO_BLK_T_FLUSH)], [1])
     assert out == bytes([VIRTIO_BLK_S_OK]) and len(synced) == 1
+    assert dev.flushes == 1
 
 
 def test_writethrough_without_flush_feature(
@@ -393,3 +394,89 @@ def test_fuzz_headers(
     finally:
         dev.close()
     assert path.stat().st_size == size_before
+
+
+# -- scatter-gather: data moves straight between the image and guest buffers ----------------
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """`data` cut at the given offsets (empty pieces dropped: descriptors are never empty)."""
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sector=st.integers(0, SECTORS - 4),
+    nsectors=st.integers(1, 4),
+    cuts=st.lists(st.integers(0, 4 * 512 + 17), max_size=8),
+)
+def test_any_buffer_layout_moves_the_same_bytes(
+    tmp_path: Path, sector: int, nsectors: int, cuts: list[int]
+) -> None:
+    """Header, data and status cut anywhere (header and data sharing a buffer, status inside one)."""
+    image = tmp_path / "layout.img"  # fresh for every example (fixtures are not)
+    image.write_bytes(PATTERN)
+    guest = FakeGuest(1 << 16)
+    dev = VirtioBlk(image)
+    try:
+        data = bytes((sector + i * 13) & 0xFF for i in range(nsectors * 512))
+        out, _ = run(dev, guest, _split(header(VIRTIO_BLK_T_OUT, sector) + data, cuts), [1])
+        assert out == bytes([VIRTIO_BLK_S_OK])
+        # read it back through a writable part cut at the same places
+        lengths = [len(p) for p in _split(bytes(len(data) + 1), cuts)]
+        out, used = run(dev, guest, [header(VIRTIO_BLK_T_IN, sector)], lengths)
+        assert out == data + bytes([VIRTIO_BLK_S_OK]) and used == len(data) + 1
+    finally:
+        dev.close()
+    expected = PATTERN[: sector * 512] + data + PATTERN[(sector + nsectors) * 512 :]
+    assert image.read_bytes() == expected
+
+
+def test_more_buffers_than_one_system_call_takes(image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kvmpy.vmm.virtio.blk as blk
+
+    monkeypatch.setattr(blk, "_IOV_MAX", 3)  # as if IOV_MAX were tiny: 64 buffers need 22 calls
+    guest = FakeGuest()
+    dev = VirtioBlk(image)
+    out, _ = run(dev, guest, [header(VIRTIO_BLK_T_IN, 0)], [512] * SECTORS + [1])
+    assert out == PATTERN + bytes([VIRTIO_BLK_S_OK])
+    data = bytes(reversed(PATTERN))
+    pieces = [data[i : i + 512] for i in range(0, len(data), 512)]
+    out, _ = run(dev, guest, [header(VIRTIO_BLK_T_OUT, 0), *pieces], [1])
+    assert out == bytes([VIRTIO_BLK_S_OK]) and image.read_bytes() == data
+
+
+def test_short_reads_and_writes_are_resumed(image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may move fewer bytes than asked (signals, quotas): the rest follows in order."""
+    real_preadv, real_pwritev = os.preadv, os.pwritev
+
+    def short_preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real_preadv(fd, [buffers[0][:100]], offset)
+
+    def short_pwritev(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real_pwritev(fd, [buffers[0][:77]], offset)
+
+    monkeypatch.setattr(os, "preadv", short_preadv)
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
+    guest = FakeGuest()
+    dev = VirtioBlk(image)
+    out, _ = run(dev, guest, [header(VIRTIO_BLK_T_IN, 2)], [1000, 24, 1])
+    assert out == PATTERN[1024:2048] + bytes([VIRTIO_BLK_S_OK])
+    data = bytes(range(256)) * 6
+    out, _ = run(dev, guest, [header(VIRTIO_BLK_T_OUT, 4), data[:700], data[700:]], [1])
+    assert out == bytes([VIRTIO_BLK_S_OK])
+    assert image.read_bytes()[2048 : 2048 + 1536] == data
+
+
+def test_failed_read_writes_only_the_status(image: Path, guest: FakeGuest) -> None:
+    dev = VirtioBlk(image)
+    out, used = run(dev, guest, [header(VIRTIO_BLK_T_IN, SECTORS)], [512, 1])  # one past the end
+    assert out == b"\xaa" * 512 + bytes([VIRTIO_BLK_S_IOERR]) and used == 513  # 0xaa: FakeGuest's poison
+
+
+def test_discard_with_far_too_many_segments_is_unsupp_unread(image: Path, guest: FakeGuest) -> None:
+    dev = VirtioBlk(image)
+    many = segment(0, 1) * 1000
+    out, _ = run(dev, guest, [header(VIRTIO_BLK_T_DISCARD), many], [1])
+    assert out == bytes([VIRTIO_BLK_S_UNSUPP]) and image.read_bytes() == PATTERN

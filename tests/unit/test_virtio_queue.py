@@ -13,6 +13,7 @@ from kvmpy.vmm.virtio.queue import (
     VIRTQ_DESC_F_NEXT,
     VIRTQ_DESC_F_WRITE,
     VRING_AVAIL_F_NO_INTERRUPT,
+    DescriptorChain,
     GuestMemoryError,
     RamView,
     Virtqueue,
@@ -330,3 +331,42 @@ def test_fuzz_structured_chains(
             r.vq.push(chain, chain.write_into(chain.read_all()))
     except VirtqueueError:
         pass
+
+
+# -- views: zero-copy slices of a chain's buffers -------------------------------------------
+
+
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=8),
+    start=st.integers(0, 330),
+    length=st.integers(0, 330),
+)
+def test_views_are_exactly_the_asked_slice_of_the_buffers(sizes: list[int], start: int, length: int) -> None:
+    ram = bytearray(4096)
+    mem = RamView(ram)
+    buffers, gpa = [], 64
+    for i, size in enumerate(sizes):
+        ram[gpa : gpa + size] = bytes((i * 37 + j) & 0xFF for j in range(size))
+        buffers.append((gpa, size))
+        gpa += size + 8  # gaps between buffers, as in real chains
+    concat = b"".join(bytes(ram[g : g + n]) for g, n in buffers)
+    chain = DescriptorChain(0, mem, readable=buffers, writable=buffers)
+    for views in (chain.readable_views(start, length), chain.writable_views(start, length)):
+        assert b"".join(views) == concat[start : start + length]
+        assert all(len(v) > 0 for v in views)
+    # views alias guest memory: writing through them changes guest RAM
+    views = chain.writable_views(start, length)
+    for v in views:
+        v[:] = b"\xee" * len(v)
+    after = b"".join(bytes(ram[g : g + n]) for g, n in buffers)
+    expected = bytearray(concat)
+    expected[start : start + length] = b"\xee" * len(concat[start : start + length])
+    assert after == bytes(expected)
+
+
+def test_view_outside_ram_raises() -> None:
+    mem = RamView(bytearray(4096))
+    for gpa, size in ((4090, 7), (-1, 2), (0, -1), (4096, 1)):
+        with pytest.raises(GuestMemoryError):
+            mem.view(gpa, size)
+    assert len(mem.view(4095, 1)) == 1

@@ -10,8 +10,8 @@ The kernel package is chosen through the `linux-image-4kc-malta` meta
 package, so the image follows Debian's current 6.1 kernel.
 
 The initramfs is built here, in Python (cpio "newc" + gzip): busybox-static,
-an /init that mounts proc/sys/dev, loads the modules it is given and starts
-a shell on the console.
+an /init that mounts proc/sys/dev, loads the modules it is given (virtio,
+and ext4 for ext2/3/4 disks) and starts a shell on the console.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ ARCH = "mipsel"
 INIT_SCRIPT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
-mkdir -p /proc /sys /dev /tmp /root
+mkdir -p /proc /sys /dev /tmp /root /mnt
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -62,6 +62,28 @@ exec setsid sh -c 'exec sh -l <>/dev/hvc0 >&0 2>&0'
 
 PROFILE = """export HOME=/root PATH=/bin:/sbin PS1='kvmpy# '
 cd /root
+"""
+
+# busybox udhcpc runs this script with the lease in the environment (Debian's
+# busybox looks for it here, not at upstream's /usr/share/udhcpc). busybox has
+# no script of its own: without it `udhcpc -i eth0` gets a lease and leaves
+# the link down and unconfigured.
+UDHCPC_SCRIPT_PATH = "etc/udhcpc/default.script"
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    ;;
+esac
+exit 0
 """
 
 
@@ -161,6 +183,13 @@ def extract(deb: Path, dest: Path) -> None:
 # What the initramfs loads at boot: virtio over PCI for disk, network, console
 # and entropy (Debian builds them as modules).
 VIRTIO_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng")
+# Filesystems for virtio-blk disks. Debian's 4kc-malta kernel has no ext2.ko:
+# CONFIG_EXT4_USE_FOR_EXT2=y makes ext4.ko register "ext2" and "ext3" too.
+# ext4's `softdep=pre: crypto-crc32c` names an alias, which .modinfo
+# dependencies do not resolve; on this kernel crc32c_generic provides it, and
+# ext4 needs it to mount a filesystem with metadata_csum (mke2fs's ext4 default).
+FILESYSTEM_MODULES = ("crc32c_generic", "ext4")
+BOOT_MODULES = VIRTIO_MODULES + FILESYSTEM_MODULES
 
 
 def module_index(modules_dir: Path) -> dict[str, Path]:
@@ -236,8 +265,18 @@ class CpioWriter:
         return self.buf.getvalue()
 
 
+def _directories(cpio: CpioWriter, path: str, made: set[str]) -> None:
+    """Add the parent directories of `path` that are not in `made` yet (cpio needs them first)."""
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts)):
+        d = "/".join(parts[:i])
+        if d not in made:
+            cpio.directory(d)
+            made.add(d)
+
+
 def build_initramfs(busybox: Path, modules: list[tuple[str, bytes]], out: Path) -> None:
-    """Write a gzip'd newc initramfs with busybox, /init and the given (path, bytes) modules."""
+    """Write a gzip'd newc initramfs: busybox, /init, udhcpc's script and the (path, bytes) modules."""
     cpio = CpioWriter()
     for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "lib", "lib/modules"):
         cpio.directory(d)
@@ -247,15 +286,12 @@ def build_initramfs(busybox: Path, modules: list[tuple[str, bytes]], out: Path) 
     cpio.file("etc/inittab", INITTAB.encode())
     cpio.file("etc/hvc0-shell", HVC0_SHELL.encode(), 0o755)
     cpio.file("etc/profile", PROFILE.encode())
-    cpio.file("etc/modules", "".join(f"/{path.strip('/')}\n" for path, _ in modules).encode())
     made = {"lib", "lib/modules"}
+    _directories(cpio, UDHCPC_SCRIPT_PATH, made)
+    cpio.file(UDHCPC_SCRIPT_PATH, UDHCPC_SCRIPT.encode(), 0o755)
+    cpio.file("etc/modules", "".join(f"/{path.strip('/')}\n" for path, _ in modules).encode())
     for path, data in modules:
-        parts = path.strip("/").split("/")
-        for i in range(1, len(parts)):
-            d = "/".join(parts[:i])
-            if d not in made:
-                cpio.directory(d)
-                made.add(d)
+        _directories(cpio, path, made)
         cpio.file(path.strip("/"), data)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -280,7 +316,8 @@ def prepare(cache: Path = DEFAULT_CACHE) -> DebianImage:
         raise ImageError(f"{kdeb.name} holds no boot/vmlinuz-{version}")
     initrd = cache / f"initramfs-{version}.cpio.gz"
     busybox = bdir / "bin" / "busybox"
-    recipe_text = INIT_SCRIPT + INITTAB + HVC0_SHELL + PROFILE + ",".join(VIRTIO_MODULES)
+    recipe_text = INIT_SCRIPT + INITTAB + HVC0_SHELL + PROFILE + UDHCPC_SCRIPT_PATH + UDHCPC_SCRIPT
+    recipe_text += ",".join(BOOT_MODULES)
     recipe = hashlib.sha256(recipe_text.encode()).hexdigest()
     stamp = f"{kdeb.name}\n{bdeb.name}\n{recipe}\n"
     stamp_file = initrd.with_suffix(".stamp")
@@ -288,7 +325,7 @@ def prepare(cache: Path = DEFAULT_CACHE) -> DebianImage:
         modules_dir = kdir / "lib" / "modules" / version
         modules = [
             (f"lib/modules/{version}/{ko.relative_to(modules_dir)}", ko.read_bytes())
-            for ko in resolve_modules(modules_dir, VIRTIO_MODULES)
+            for ko in resolve_modules(modules_dir, BOOT_MODULES)
         ]
         build_initramfs(busybox, modules, initrd)
         stamp_file.write_text(stamp)
