@@ -16,7 +16,14 @@ Measured:
   the guest prints (the "first guest instruction" target), against QEMU's;
 - Debian boot (`--only boot`): launching `kvmpy run` / `qemu-system-mipsel`
   on Debian's 4kc-malta kernel and the busybox initramfs, to the first line
-  /init prints, and on to power-off after typing `poweroff` at the shell.
+  /init prints, and on to power-off after typing `poweroff` at the shell;
+- virtio-blk (`--only blk`): guest dd of a 64 MiB disk, read and write;
+- both hypervisor modes (`--only modes`): the Debian boot under `--mode vz`,
+  `--mode te` and `--mode te --no-dyntrans` against QEMU -cpu 24Kc, with
+  the trap counts of the TE runs (benchmarks/modes.py);
+- virtio-net (`--only net`): two guests linked by their socket netdevs
+  (kvmpy's `--netdev socket`, QEMU's `-netdev socket` with virtio-net-pci),
+  one TCP stream of 8 MiB with busybox nc from one to the other.
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.modes import bench_modes, boot  # noqa: E402
 from tests.functional.guest_session import (  # noqa: E402
     KvmpyCommandSession,
     ProcessSession,
@@ -115,32 +124,17 @@ def bench_startup(elf: Path, runs: int) -> Row:
     return Row("startup: launch to first guest output", k, q)
 
 
-def boot_once(session: ProcessSession) -> tuple[float, float]:
-    """Seconds from launch to /init's first line, and to the end of power-off."""
-    start = time.perf_counter()
-    try:
-        session.wait_for(rb"kvmpy-init: up", 1800)
-        to_init = time.perf_counter() - start
-        session.wait_for_shell(300)
-        session.send("poweroff")
-        if session.wait_exit(300) != 0:
-            raise RuntimeError("power-off did not end the run with status 0")
-        return to_init, time.perf_counter() - start
-    finally:
-        session.close()
-
-
 def bench_boot(runs: int) -> list[Row]:
     from kvmpy.vmm.images.debian import prepare
 
     image = prepare()
-    k = [boot_once(KvmpyCommandSession(image.kernel, image.initrd)) for _ in range(runs)]
-    q = [boot_once(QemuSession(image.kernel, image.initrd)) for _ in range(runs)]
+    k = [boot(KvmpyCommandSession(image.kernel, image.initrd)) for _ in range(runs)]
+    q = [boot(QemuSession(image.kernel, image.initrd)) for _ in range(runs)]
     return [
-        Row("Debian boot: launch to /init", statistics.median(t for t, _ in k),
-            statistics.median(t for t, _ in q), "vz; QEMU -cpu 24Kc"),
-        Row("Debian boot: launch to power-off", statistics.median(t for _, t in k),
-            statistics.median(t for _, t in q), "vz; QEMU -cpu 24Kc"),
+        Row("Debian boot: launch to /init", statistics.median(r.to_init_s for r in k),
+            statistics.median(r.to_init_s for r in q), "vz; QEMU -cpu 24Kc"),
+        Row("Debian boot: launch to power-off", statistics.median(r.to_poweroff_s for r in k),
+            statistics.median(r.to_poweroff_s for r in q), "vz; QEMU -cpu 24Kc"),
     ]
 
 
@@ -189,8 +183,89 @@ def bench_blk(runs: int) -> list[Row]:
     for name, i in (("read", 0), ("write", 1)):
         kr, qr = statistics.median(r[i] for r in k), statistics.median(r[i] for r in q)
         rows.append(Row(f"virtio-blk dd {name}, {DISK_MIB} MiB (s)", DISK_MIB / kr, DISK_MIB / qr,
-                        f"kvmpy {kr:.1f} MB/s, QEMU {qr:.1f} MB/s"))
+                        f"kvmpy {kr:.1f} MB/s, QEMU {qr:.1f} MB/s ({kr / qr:.0%} of QEMU)"))
     return rows
+
+
+NET_MIB = 8
+NET_PORT = 5000  # the guests' nc port
+MAC_A, MAC_B = "52:54:00:12:34:56", "52:54:00:12:34:57"
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def net_once(start_a: Callable[[], ProcessSession], start_b: Callable[[], ProcessSession]) -> float:
+    """MB/s of one TCP stream (busybox nc) from guest B to guest A over their linked virtio-net cards.
+
+    Timed from the host: from starting B's sender until A's receiver has
+    counted every byte and its shell prompt is back.
+    """
+    a = start_a()
+    b: ProcessSession | None = None
+    try:
+        # A listens on the host port before it prints anything (kvmpy opens it while
+        # building the board, QEMU before it starts the CPU); B connects at start-up.
+        a.wait_for(rb".", 120)
+        b = start_b()
+        for session, addr in ((a, "10.0.2.1"), (b, "10.0.2.2")):
+            session.wait_for_shell(1800)
+            session.run(f"ip addr add {addr}/24 dev eth0 && ip link set eth0 up")
+        if " 0% packet loss" not in b.run("ping -c 2 -W 10 10.0.2.1", 120):
+            raise RuntimeError("the guests cannot reach each other")
+        mark = len(a.transcript)
+        a.send(f"nc -l -p {NET_PORT} | wc -c")
+        time.sleep(1.0)  # let A's nc listen before B connects
+        start = time.perf_counter()
+        b.send(f"dd if=/dev/zero bs=64k count={NET_MIB * 16} 2>/dev/null | nc 10.0.2.1 {NET_PORT}")
+        end = a.wait_for(rb"kvmpy# ", 1800, mark)
+        elapsed = time.perf_counter() - start
+        received = bytes(a.transcript[mark:end]).decode(errors="replace").split()
+        if str(NET_MIB << 20) not in received:
+            raise RuntimeError(f"receiver counted {received!r}, not {NET_MIB << 20} bytes")
+        return NET_MIB / elapsed
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def bench_net(runs: int) -> list[Row]:
+    from kvmpy.vmm.images.debian import prepare
+
+    image = prepare()
+
+    def kvmpy_pair() -> float:
+        port = free_tcp_port()
+        return net_once(
+            lambda: KvmpyCommandSession(image.kernel, image.initrd, extra_args=[
+                "--netdev", f"socket,listen=127.0.0.1:{port},mac={MAC_A}"]),
+            lambda: KvmpyCommandSession(image.kernel, image.initrd, extra_args=[
+                "--netdev", f"socket,connect=127.0.0.1:{port},mac={MAC_B}"]),
+        )
+
+    def qemu_pair() -> float:
+        port = free_tcp_port()
+
+        def nic(side: str, mac: str) -> list[str]:
+            return ["-netdev", f"socket,id=n0,{side}=127.0.0.1:{port}",
+                    "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+
+        return net_once(
+            lambda: QemuSession(image.kernel, image.initrd, extra_args=nic("listen", MAC_A)),
+            lambda: QemuSession(image.kernel, image.initrd, extra_args=nic("connect", MAC_B)),
+        )
+
+    k = [kvmpy_pair() for _ in range(runs)]
+    q = [qemu_pair() for _ in range(runs)]
+    kr, qr = statistics.median(k), statistics.median(q)
+    return [Row(f"virtio-net TCP guest to guest, {NET_MIB} MiB (s)", NET_MIB / kr, NET_MIB / qr,
+                f"kvmpy {kr:.2f} MB/s, QEMU {qr:.2f} MB/s; socket backend, busybox nc")]
 
 
 def machine_line() -> str:
@@ -240,11 +315,21 @@ def main(argv: list[str] | None = None) -> int:
         for row in bench_blk(args.runs):
             rows.append(row)
             print(render([row], args.runs).splitlines()[-1], flush=True)
+    if args.only and "net" in args.only:
+        for row in bench_net(args.runs):
+            rows.append(row)
+            print(render([row], args.runs).splitlines()[-1], flush=True)
     if not args.only or "boot" in args.only:
         for row in bench_boot(args.runs):
             rows.append(row)
             print(render([row], args.runs).splitlines()[-1], flush=True)
-    table = render(rows, args.runs)
+    trap_table = ""
+    if args.only and "modes" in args.only:
+        mode_rows, trap_table = bench_modes(args.runs)
+        for name, kvmpy_s, qemu_s, detail in mode_rows:
+            rows.append(Row(name, kvmpy_s, qemu_s, detail))
+            print(render(rows[-1:], args.runs).splitlines()[-1], flush=True)
+    table = render(rows, args.runs) + (f"\n{trap_table}" if trap_table else "")
     print()
     print(table)
     if args.record:
