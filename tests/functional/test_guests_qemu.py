@@ -551,6 +551,11 @@ def test_llsc(qemu_output: Output, sym: Callable[[str, str], int]) -> None:
                 ("sc_after_eret_mem", 9),
                 ("sc_again_flag", 1),
                 ("sc_again_mem", 0x99),
+                # privileged instructions between ll and sc leave LLbit set
+                # (only eret clears it), in one pair and in a 100-round loop
+                ("sc_over_cp0_flag", 1),
+                ("sc_over_cp0_mem", 0xAB),
+                ("sc_loop_over_tlbp", 0xAB + 100),
             ]
         ),
         "EXIT 0",
