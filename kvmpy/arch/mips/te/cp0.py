@@ -17,7 +17,6 @@ largest configuration) and UserLocal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 
 COMMPAGE_SIZE = 4096
@@ -124,17 +123,9 @@ def reg_name(index: int) -> str:
         return f"r{index >> 3}s{index & 7}"
 
 
-@dataclass(frozen=True, slots=True)
-class GuestMode:
-    """The guest's privilege as the hypervisor tracks it (derived from virtual Status)."""
-
-    kernel: bool
-    erl: bool
-
-    @staticmethod
-    def of(status: int) -> GuestMode:
-        kernel = bool(status & (ST_EXL | ST_ERL)) or not status & 0x18
-        return GuestMode(kernel, bool(status & ST_ERL))
+def guest_kernel_mode(status: int) -> bool:
+    """The guest is in kernel mode: EXL or ERL set, or KSU = kernel (supervisor counts as user)."""
+    return bool(status & (ST_EXL | ST_ERL)) or not status & 0x18
 
 
 class VirtualCp0:

@@ -40,7 +40,7 @@ MIRRORED = {"STATUS_WRITABLE": STATUS_WRITABLE, "R_STATUS": R_STATUS, "R_CAUSE":
 
 
 cdef inline bint guest_kernel_mode(uint32_t status) noexcept:
-    # kernel mode: EXL or ERL set, or KSU = kernel (as te.cp0.GuestMode decides)
+    # kernel mode: EXL or ERL set, or KSU = kernel (as te.cp0.guest_kernel_mode decides)
     return (status & ST_EXL_ERL) != 0 or (status & 0x18) == 0
 
 

@@ -73,6 +73,7 @@ from kvmpy.arch.mips.te.cp0 import (
     TIMER_IP,
     R,
     VirtualCp0,
+    guest_kernel_mode,
     reg_name,
 )
 from kvmpy.arch.mips.te.fastpath import FastTraps
@@ -202,7 +203,7 @@ class TeVcpu(RootEventHandler):
         v = self.cp0.regs
         status = v[R.STATUS]
         erl = bool(status & ST_ERL)
-        kernel = erl or bool(status & ST_EXL) or not status & 0x18
+        kernel = guest_kernel_mode(status)
         key = (kernel, erl, v[R.ENTRYHI] & 0xFF)
         if key == self._host_key:
             return
@@ -356,9 +357,7 @@ class TeVcpu(RootEventHandler):
 
     # ---------------------------------------------------------------- run
     def enter(self, budget: int) -> Stop:
-        regs = self.cp0.regs
-        status = regs[R.STATUS]
-        if status & ST_IE and regs[R.CAUSE] & status & 0xFF00 and not status & (ST_EXL | ST_ERL):
+        if self._guest_interrupt_deliverable():
             if self._in_root():
                 self._deliver(ExcCode.INT, epc=self.root_epc, bd=False)
             else:
@@ -481,7 +480,7 @@ class TeVcpu(RootEventHandler):
         """Where guest virtual `gva` goes in the guest's current mode, as its MMU would decide."""
         v = self.cp0.regs
         status = v[R.STATUS]
-        kernel = bool(status & (ST_EXL | ST_ERL)) or not status & 0x18
+        kernel = guest_kernel_mode(status)
         if KSEG0 <= gva < KSEG2 and kernel:
             return _Mapping(gva & 0x1FFFFFFF, True, True, -1, True)
         if gva < KSEG0 and status & ST_ERL:
