@@ -19,6 +19,7 @@ from kvmpy.vmm.devices.piix4 import (
     Piix4Pm,
     add_isa_devices,
 )
+from tests.unit.fakes import RecordingIrq
 
 ISA = 0x18000000
 T0 = 7_000_000_000_000
@@ -30,16 +31,6 @@ class FakeClock:
 
     def __call__(self) -> int:
         return self.now
-
-
-class RecordingIrq:
-    def __init__(self) -> None:
-        self.level = False
-        self.changes: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.level = level
-        self.changes.append(level)
 
 
 class Board:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kvmpy.vmm.bus import Bus
 from kvmpy.vmm.devices.uart16550 import FIFO_SIZE, LINE_BUFFER_BYTES, Uart16550
 from kvmpy.vmm.serial import BufferSerial
+from tests.unit.fakes import RecordingIrq
 
 RBR = THR = DLL = 0
 IER = DLM = 1
@@ -19,16 +20,6 @@ LCR, MCR, LSR, MSR, SCR = 3, 4, 5, 6, 7
 
 IIR_NONE, IIR_MSI, IIR_THRI, IIR_RDI, IIR_RLSI, IIR_CTI = 0x01, 0x00, 0x02, 0x04, 0x06, 0x0C
 VALID_IIR_IDS = {IIR_NONE, IIR_MSI, IIR_THRI, IIR_RDI, IIR_RLSI, IIR_CTI}
-
-
-class RecordingIrq:
-    def __init__(self) -> None:
-        self.level = False
-        self.changes: list[bool] = []
-
-    def set(self, level: bool) -> None:
-        self.level = level
-        self.changes.append(level)
 
 
 class Port:
