@@ -176,19 +176,23 @@ class RootEventHandler(ABC):
     def _trapped_insn(self) -> int:
         return self.cpu.cp0_read(Ctx.ROOT, *_BADINSTR)
 
-    def _next_pc(self) -> int:
+    def _next_pc(self, cause: int | None = None) -> int:
         """The guest PC after the instruction that trapped (finishing a branch if in a delay slot).
 
+        `cause` is the root Cause if the caller already read it.
         Raises NotABranchError if Cause.BD is set but BadInstrP is no branch.
         """
         epc = self.root_epc
-        if self._in_delay_slot():
+        if cause is None:
+            cause = self.cpu.cp0_read(Ctx.ROOT, *_CAUSE)
+        if cause & CAUSE_BD:
             branch = self.cpu.cp0_read(Ctx.ROOT, *_BADINSTRP)
             return branch_next_pc(branch, epc, self._gpr_list())
         return (epc + 4) & 0xFFFFFFFF
 
-    def _skip(self) -> None:
-        self.root_epc = self._next_pc()
+    def _skip(self, cause: int | None = None) -> None:
+        """Resume the guest after the instruction that trapped (see _next_pc)."""
+        self.root_epc = self._next_pc(cause)
 
     def _faulting_pc(self) -> int:
         """Address of the instruction that trapped (the delay slot, not its branch)."""

@@ -577,14 +577,6 @@ class TeVcpu(RootEventHandler):
         return None
 
     # ---------------------------------------------------------------- privileged instructions
-    def _skip_fast(self, cause: int) -> None:
-        """Resume after the emulated instruction (the common case: not in a delay slot)."""
-        if cause & CAUSE_BD:
-            self._skip()
-        else:
-            cpu = self.cpu
-            cpu.cp0_write(0, 14, 0, (cpu.cp0_read(0, 14, 0) + 4) & M32)
-
     def _coprocessor_unusable(self, cause: int) -> Exit | None:
         ce = (cause >> CAUSE_CE_SHIFT) & 3
         if ce != 0 or not self._cp0_usable():
@@ -607,7 +599,7 @@ class TeVcpu(RootEventHandler):
                 else:
                     regs[R.STATUS] = status & ~ST_IE
                     traps["emul_di"] += 1
-                self._skip_fast(cause)
+                self._skip(cause)
                 return None
             rt = (insn >> 16) & 31
             index = ((insn >> 11) & 31) * 8 + (insn & 7)
@@ -618,7 +610,7 @@ class TeVcpu(RootEventHandler):
                 if index in REWRITABLE_WRITES:
                     # sw rt, commpage+index*4($zero)
                     self._rewrite(0xAC000000 | (rt << 16) | (COMMPAGE_OFFSET_FIELD + index * 4), "mtc0")
-                self._skip_fast(cause)
+                self._skip(cause)
                 return None
             if rs == 0 and not insn & 0x7F8:  # mfc0
                 traps["emul_mfc0"] += 1
@@ -627,7 +619,7 @@ class TeVcpu(RootEventHandler):
                 if index in REWRITABLE_READS:
                     # lw rt, commpage+index*4($zero)
                     self._rewrite(0x8C000000 | (rt << 16) | (COMMPAGE_OFFSET_FIELD + index * 4), "mfc0")
-                self._skip_fast(cause)
+                self._skip(cause)
                 return None
             if rs >= 16:
                 fn = insn & 0x3F
@@ -635,7 +627,7 @@ class TeVcpu(RootEventHandler):
                     return self._eret()
                 if fn in (0x01, 0x02, 0x06, 0x08):
                     self._tlb_op(fn)
-                    self._skip_fast(cause)
+                    self._skip(cause)
                     return None
                 if fn == 0x20:  # wait
                     traps["emul_wait"] += 1
@@ -646,7 +638,7 @@ class TeVcpu(RootEventHandler):
         elif op == 0x2F:  # cache: the simulated caches are coherent, nothing to do
             traps["emul_cache"] += 1
             self._rewrite(NOP, "cache")
-            self._skip_fast(cause)
+            self._skip(cause)
             return None
         else:
             return InternalErrorExit(f"coprocessor unusable on {insn:#010x}, not a CP0 instruction", self.pc)
