@@ -24,6 +24,8 @@ else goes to `step()`, the complete interpreter (docs/architecture.md).
 """
 
 cimport cython
+import functools
+import queue
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int8_t, int16_t, int32_t, uint64_t, int64_t, uintptr_t
 from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -69,6 +71,20 @@ DEF STOP_BUDGET = 2
 DEF STOP_KICK = 3
 DEF STOP_ROOT_WAIT = 4
 DEF STOP_DEBUG = 5
+DEF STOP_JIT = 6          # internal to run(): a block got hot or translations are ready
+
+# block translation (jit.py): the table of block starts, direct-mapped by host address
+DEF JT_BITS = 14
+DEF JT_SIZE = 1 << JT_BITS
+DEF JT_MASK = JT_SIZE - 1
+DEF JIT_PROFILING = 0     # JitEntry.fn values below JIT_COMPILED are states, not code
+DEF JIT_NEVER = 1
+DEF JIT_PENDING = 2
+DEF JIT_COMPILED = 3
+DEF EXIT_CHAIN = 0        # jit.py's EXIT_* (checked by jit_ctx_layout())
+DEF EXIT_DELAY_SLOT = 1
+DEF EXIT_INTERPRET = 2
+DEF EXIT_STALE = 3
 
 DEF ACC_LOAD = 0
 DEF ACC_STORE = 1
@@ -188,6 +204,7 @@ cdef class PhysicalMemory:
     cdef uint32_t npages
     cdef object _keep            # buffers kept alive while attached
     cdef object _table           # backing storage of page_ptr
+    cdef public uint64_t generation   # bumped when RAM is detached: host addresses went stale
 
     def __cinit__(self, uint64_t size_bytes=1 << 32):
         self.npages = <uint32_t>(size_bytes >> 12)
@@ -215,6 +232,7 @@ cdef class PhysicalMemory:
 
     def detach(self, uint64_t hpa):
         mv, size = self._keep.pop(hpa)
+        self.generation += 1
         cdef uint64_t i
         for i in range(<uint64_t>size >> 12):
             self.page_ptr[(hpa >> 12) + i] = 0
@@ -236,6 +254,46 @@ cdef struct UtEntry:
 
 if sizeof(UtEntry) != 16:   # ut_entry() scales the index by 16
     raise ImportError("cpu: unexpected micro-TLB entry layout")
+
+
+cdef struct JitCtx:
+    # What a translated block reads and leaves behind (jit.py, CTX_* offsets).
+    uint32_t* gpr
+    UtEntry* ut        # the micro-TLB set of the current mode
+    uint64_t code      # host address of the block's first instruction
+    int64_t left       # instructions the block may execute in all
+    uint32_t hi
+    uint32_t lo
+    uint32_t pc        # out: where to go on
+    uint32_t npc       # out: the PC after it
+    uint32_t insn      # out: the last instruction word executed
+    int32_t exit       # out: EXIT_*
+
+
+cdef struct JitEntry:
+    # A block start seen by the loop: profiled until hot, then translated.
+    uint64_t hkey      # host address of the first instruction (0: empty)
+    uint32_t vpc       # its virtual address
+    uint32_t count     # executions while JIT_PROFILING
+    uint64_t fn        # JIT_PROFILING / JIT_NEVER / JIT_PENDING, or the host code's address
+    int64_t maxn       # instructions one pass of the block executes
+
+
+ctypedef int64_t (*block_fn)(JitCtx*, int64_t) noexcept nogil
+
+
+def jit_ctx_layout():
+    """(field, offset) pairs of JitCtx and the EXIT_* values, for jit.py's check of its mirror."""
+    cdef JitCtx c
+    cdef char* base = <char*>&c
+    return {
+        "gpr": <char*>&c.gpr - base, "ut": <char*>&c.ut - base, "code": <char*>&c.code - base,
+        "left": <char*>&c.left - base, "hi": <char*>&c.hi - base, "lo": <char*>&c.lo - base,
+        "pc": <char*>&c.pc - base, "npc": <char*>&c.npc - base, "insn": <char*>&c.insn - base,
+        "exit": <char*>&c.exit - base, "size": sizeof(JitCtx),
+        "EXIT_CHAIN": EXIT_CHAIN, "EXIT_DELAY_SLOT": EXIT_DELAY_SLOT,
+        "EXIT_INTERPRET": EXIT_INTERPRET, "EXIT_STALE": EXIT_STALE,
+    }
 
 
 cdef struct TlbEntry:
@@ -302,6 +360,23 @@ cdef class Cpu:
     cdef PhysicalMemory phys
     cdef uint64_t* page_ptr
     cdef uint32_t npages
+
+    # block translation: off unless enable_jit() gave a translator
+    cdef int jit_on
+    cdef uint32_t jit_threshold     # executions of a block start before it is translated
+    cdef object jit                 # the translator (jit.Translator)
+    cdef JitCtx jctx
+    cdef JitEntry* jt               # JT_SIZE entries, allocated by enable_jit()
+    cdef object _jt_storage
+    cdef JitEntry* jit_req          # the entry that got hot (STOP_JIT), or NULL
+    cdef int jit_async              # translate on the translator's thread, go on interpreting meanwhile
+    cdef int jit_ready              # translations are waiting in _jit_done (set by any thread)
+    cdef object _jit_done
+    cdef uint64_t jit_gen           # PhysicalMemory.generation the table was built under
+    cdef public uint64_t jit_insns      # guest instructions executed by translated blocks
+    cdef public uint64_t jit_entries    # calls of translated blocks
+    cdef public uint64_t jit_stale      # calls that found their guest code changed
+    cdef public uint64_t jit_requests   # blocks handed to the translator
 
     def __cinit__(self, PhysicalMemory phys, int cpu_num=0, double count_hz=100e6):
         self.phys = phys
@@ -507,12 +582,98 @@ cdef class Cpu:
             if not eretnc:
                 self.llbit = 0
         self.update_mode()
+        if self.jit_on and self.jit_gen != self.phys.generation:
+            self.flush_jit()
         self.irq_check = 1
         with nogil:
-            r = self.loop(budget)
+            r = self.loop(budget, 0)
+        while r == STOP_JIT:
+            # translation work, then on where the loop stopped, with its
+            # schedule of polls and budget unchanged (exactly as if it had not)
+            self.jit_service()
+            with nogil:
+                r = self.loop(0, 1)
         return _STOP_BY_VALUE[r]
 
-    cdef int loop(self, uint64_t budget) noexcept nogil:
+    # ------------------------------------------------------------ block translation
+    def enable_jit(self, translator, uint32_t threshold=1000, bint background=False):
+        """Translate block starts executed `threshold` times with `translator` (jit.Translator).
+
+        With `background`, a hot block is handed to `translator.request()`
+        and the core goes on interpreting; the translation is installed at
+        the next poll after it arrives. Without, `translator.translate()`
+        runs at once (deterministic: for tests).
+        """
+        if threshold < 1:
+            raise ValueError("enable_jit: threshold must be at least 1")
+        if self.jt == NULL:
+            self._jt_storage = bytearray(sizeof(JitEntry) * JT_SIZE)
+            self.jt = <JitEntry*><uintptr_t>(<unsigned char*><char*>self._jt_storage)
+        self.jit = translator
+        self.jit_threshold = threshold
+        self.jit_async = background
+        self._jit_done = queue.SimpleQueue()
+        self.flush_jit()
+        self.jit_on = 1
+
+    def disable_jit(self):
+        """Interpret everything again (translations are forgotten)."""
+        self.jit_on = 0
+        self.jit = None
+        if self.jt != NULL:
+            self.flush_jit()
+
+    @property
+    def jit_enabled(self):
+        return bool(self.jit_on)
+
+    def flush_jit(self):
+        """Forget every block start: after RAM went away (their host addresses are stale)."""
+        if self.jt == NULL:
+            return
+        memset(self.jt, 0, sizeof(JitEntry) * JT_SIZE)
+        self.jit_gen = self.phys.generation
+
+    def jit_stats(self):
+        """Counters of the block translator, for --stats and the benchmarks."""
+        return {"jit_insns": self.jit_insns, "jit_entries": self.jit_entries,
+                "jit_stale": self.jit_stale, "jit_requests": self.jit_requests,
+                "interpreted_insns": self.icount - self.jit_insns}
+
+    cdef jit_service(self):
+        # the loop stopped with STOP_JIT: a block start got hot, or translations arrived
+        cdef JitEntry* je = self.jit_req
+        cdef uint64_t nbytes
+        self.jit_req = NULL
+        if je != NULL:
+            self.jit_requests += 1
+            nbytes = 4096 - (je.hkey & 0xFFF)
+            code = (<char*><uintptr_t>je.hkey)[:nbytes]
+            if self.jit_async:
+                self.jit.request(je.vpc, code, functools.partial(self._jit_deliver, je.hkey, je.vpc))
+            else:
+                self._jit_deliver(je.hkey, je.vpc, self.jit.translate(je.vpc, code))
+        self.jit_ready = 0
+        while True:
+            try:
+                hk, vpc, block = self._jit_done.get_nowait()
+            except queue.Empty:
+                break
+            je = &self.jt[(<uint64_t>hk >> 2) & JT_MASK]
+            if je.hkey != hk or je.vpc != vpc or je.fn != JIT_PENDING:
+                continue        # the table slot went to another block meanwhile
+            if block is None:
+                je.fn = JIT_NEVER
+            else:
+                je.fn = block.address
+                je.maxn = block.insn_count
+
+    def _jit_deliver(self, hk, vpc, block):
+        # from the translator (any thread): a translation for the table entry (hk, vpc)
+        self._jit_done.put((hk, vpc, block))
+        self.jit_ready = 1
+
+    cdef int loop(self, uint64_t budget, int resume) noexcept nogil:
         # The hot state lives in C locals (the compiler keeps them in host
         # registers); `self` is brought up to date ("spilled") before anything
         # that reads it: step(), xlat(), take_interrupt() and every return.
@@ -544,9 +705,16 @@ cdef class Cpu:
         # that could change a translation or the mode.
         cdef uint32_t ftag = UT_INVALID
         cdef uint64_t fbase = 0
+        # The instruction at pc starts a block (it follows a delay slot, an
+        # exception or a translated block): look for a translation.
+        cdef int blk = 1
+        cdef JitEntry* je
+        cdef uint64_t hk
+        cdef int64_t nexec
         self.stop = STOP_NONE
-        self.end_ic = self.icount + budget
-        self.poll_ic = self.icount
+        if not resume:
+            self.end_ic = self.icount + budget
+            self.poll_ic = self.icount
         self.ev_ic = self.icount
         while True:
             if unlikely(left <= 0):
@@ -567,6 +735,13 @@ cdef class Cpu:
                             return STOP_KICK
                         return STOP_BUDGET
                     self.update_timers()
+                    if self.jit_ready:     # translations arrived: install them, go on
+                        self.pc_ = pc
+                        self.npc = npc
+                        self.bd = bd
+                        self.cur_insn = insn
+                        self.icount = ic
+                        return STOP_JIT
                 self.ev_ic = self.poll_ic
                 if self.irq_check:
                     if bd:
@@ -586,6 +761,7 @@ cdef class Cpu:
                             bd = self.bd
                             ut = self.ut[self.uset]
                             ftag = UT_INVALID
+                            blk = 1
                             self.poll_ic -= 1
                             self.ev_ic = ic
                             left = 0
@@ -614,12 +790,64 @@ cdef class Cpu:
                         bd = self.bd
                         ut = self.ut[self.uset]
                         ftag = UT_INVALID
+                        blk = 1
                         self.poll_ic -= 1
                         self.ev_ic -= left
                         left = 0
                         continue
                     ftag = pc & 0xFFFFF000U
                     fbase = <uint64_t><uintptr_t>p - pc
+            if unlikely(blk):
+                blk = 0
+                if self.jit_on and not bd:
+                    hk = pc + fbase
+                    je = &self.jt[(hk >> 2) & JT_MASK]
+                    if je.hkey == hk and je.vpc == pc:
+                        if je.fn >= JIT_COMPILED:
+                            if left >= je.maxn:
+                                self.jctx.gpr = self.gpr
+                                self.jctx.ut = ut
+                                self.jctx.code = hk
+                                self.jctx.left = left
+                                self.jctx.hi = self.hi
+                                self.jctx.lo = self.lo
+                                nexec = (<block_fn><uintptr_t>je.fn)(&self.jctx, 0)
+                                self.hi = self.jctx.hi
+                                self.lo = self.jctx.lo
+                                pc = self.jctx.pc
+                                npc = self.jctx.npc
+                                insn = self.jctx.insn
+                                bd = self.jctx.exit == EXIT_DELAY_SLOT
+                                blk = self.jctx.exit == EXIT_CHAIN
+                                left -= nexec
+                                self.jit_insns += nexec
+                                self.jit_entries += 1
+                                if unlikely(self.jctx.exit == EXIT_STALE):
+                                    # that block (this one or one chained to on its page)
+                                    # was translated from code that has changed since
+                                    self.jit_stale += 1
+                                    hk = je.hkey + <uint64_t>(<int64_t><int32_t>(pc - je.vpc))
+                                    je = &self.jt[(hk >> 2) & JT_MASK]
+                                    if je.hkey == hk and je.vpc == pc:
+                                        je.fn = JIT_PROFILING
+                                        je.count = 0
+                                continue
+                        elif je.fn == JIT_PROFILING:
+                            je.count += 1
+                            if unlikely(je.count >= self.jit_threshold):
+                                je.fn = JIT_PENDING
+                                self.jit_req = je
+                                self.pc_ = pc
+                                self.npc = npc
+                                self.bd = bd
+                                self.cur_insn = insn
+                                self.icount = self.ev_ic - left
+                                return STOP_JIT
+                    else:
+                        je.hkey = hk
+                        je.vpc = pc
+                        je.count = 1
+                        je.fn = JIT_PROFILING
             self.prev_insn = insn
             insn = (<uint32_t*><uintptr_t>(pc + fbase))[0]
             cpc = pc
@@ -704,6 +932,7 @@ cdef class Cpu:
                     elif RT(insn) & 2:           # likely, not taken: skip the delay slot
                         pc = npc
                         npc = pc + 4
+                        inds = 1                 # a block starts after it
                     else:
                         bd = 1
             elif op == 2:              # j
@@ -736,6 +965,7 @@ cdef class Cpu:
                 else:                  # not taken: skip the delay slot
                     pc = npc
                     npc = pc + 4
+                    inds = 1           # a block starts after it
             elif op == 15:             # lui
                 self.gpr[RT(insn)] = insn << 16
             elif op == 13:             # ori
@@ -1028,6 +1258,7 @@ cdef class Cpu:
                 bd = self.bd
                 ut = self.ut[self.uset]
                 ftag = UT_INVALID
+                inds = 1               # look for a block at whatever comes next
                 if self.stop:
                     self.gpr[0] = 0
                     self.icount = self.ev_ic - left + 1
@@ -1036,6 +1267,7 @@ cdef class Cpu:
                     self.ev_ic -= left - 1     # look at it before the next instruction
                     left = 1
             self.gpr[0] = 0
+            blk = inds      # after a delay slot, a new block starts
             left -= 1       # the instruction is counted (here, so that gcc can fuse it with the loop test)
 
     @cython.final
