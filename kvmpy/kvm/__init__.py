@@ -1,6 +1,6 @@
 """The KVM API of kvmpy: Kvm, Vm, Vcpu, exits and errors."""
 
-from kvmpy.kvm.api import Cap, Kvm, Vcpu, Vm, VmType
+from kvmpy.kvm.api import Cap, JitSettings, Kvm, Vcpu, Vm, VmType
 from kvmpy.kvm.errors import (
     CreateVcpuError,
     CreateVmError,
@@ -30,7 +30,8 @@ from kvmpy.kvm.memory import MemFlags, dirty_pages
 __all__ = [
     "Cap", "CreateVcpuError", "CreateVmError", "EnableCapError", "DebugExit", "DirtyLogError", "Exit",
     "ExitReason",
-    "HaltExit", "HypercallExit", "InternalErrorExit", "InterruptedExit", "IoExit", "Kvm", "KvmError",
+    "HaltExit", "HypercallExit", "InternalErrorExit", "InterruptedExit", "IoExit", "JitSettings", "Kvm",
+    "KvmError",
     "MemFlags", "MemoryRegionError", "MemoryRegionOverlapError", "MmioExit", "RegisterAccessError",
     "ResetExit", "RunError", "ShutdownExit", "Vcpu", "Vm", "VmType", "dirty_pages",
 ]

@@ -13,6 +13,7 @@ Threading: like Linux, each vCPU is meant to be run by one thread at a time;
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
@@ -47,6 +48,28 @@ MAX_VCPUS = 8
 # Instructions the core runs before the hypervisor looks at requests again
 # (the host timer tick; a kick cuts it short).
 TIME_SLICE_INSNS = 4_000_000
+
+
+@dataclass(frozen=True)
+class JitSettings:
+    """How the simulated host core runs guest code (like a kvm module parameter).
+
+    With `enabled`, a block of guest code whose start has run `threshold`
+    times is translated to host code (kvmpy/arch/mips/hw/jit.py); otherwise
+    every instruction is interpreted. Guests cannot tell the difference: the
+    translator keeps exceptions precise and re-checks the guest's code before
+    running a translation of it.
+    """
+
+    enabled: bool = True
+    threshold: int = 50_000
+    # translate on a thread of its own while the vCPU goes on interpreting;
+    # False translates at once, which makes runs repeatable (tests)
+    background: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1:
+            raise ValueError(f"JIT threshold {self.threshold}: must be at least 1")
 
 
 class VmType(IntEnum):
@@ -97,7 +120,8 @@ class Kvm:
     VMs it creates.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, jit: JitSettings | None = None) -> None:
+        self.jit = jit if jit is not None else JitSettings()
         self.phys = PhysicalMemory()
         self._hpa = HostPhysAllocator()
         self._next_guest_id = 1
@@ -278,6 +302,11 @@ class Vcpu:
         self.vcpu_id = vcpu_id
         self.stats = VcpuStats()
         self.cpu = Cpu(vm.kvm.phys, vcpu_id)
+        if vm.kvm.jit.enabled:
+            from kvmpy.arch.mips.hw.jit import SharedTranslator
+
+            self.cpu.enable_jit(SharedTranslator(), vm.kvm.jit.threshold, vm.kvm.jit.background)
+            self.stats.jit_source = self.cpu.jit_stats
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._kick_requested = False

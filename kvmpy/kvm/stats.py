@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -19,3 +20,16 @@ class VcpuStats:
     traps: Counter[str] = field(default_factory=Counter)
     instructions: int = 0
     halted_ns: int = 0
+    # where the core's block translator counters are read from (None: no translator)
+    jit_source: Callable[[], dict[str, int]] | None = None
+
+    @property
+    def jit(self) -> Counter[str]:
+        """The block translator's counters, read now.
+
+        jit_insns: instructions run as translated host code; jit_entries:
+        calls of translated blocks from the interpreter; jit_requests: blocks
+        handed to the translator; jit_stale: translations found stale because
+        the guest changed its code; interpreted_insns: the rest.
+        """
+        return Counter(self.jit_source()) if self.jit_source is not None else Counter()

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from kvmpy.kvm import JitSettings
 from kvmpy.vmm.errors import VmmError
 from kvmpy.vmm.loader.elf import InitrdError, inspect_elf_kernel
 from kvmpy.vmm.serial import SPEC_HELP, SerialBackend, open_serial, parse_serial_spec
@@ -68,6 +69,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _jit_threshold(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jit-threshold must be at least 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="KVM written in Python: run a MIPS Malta guest.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -90,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-dyntrans", action="store_true",
         help="te mode: never rewrite trapped CP0 instructions (every one traps every time)",
+    )
+    run.add_argument(
+        "--no-jit", action="store_true",
+        help="interpret every guest instruction (no translation of hot blocks to host code)",
+    )
+    run.add_argument(
+        "--jit-threshold", type=_jit_threshold, default=JitSettings().threshold, metavar="N",
+        help=f"translate a block of guest code once it has run N times (default: {JitSettings().threshold})",
     )
     run.add_argument("--serial", default="stdio", metavar="SPEC", help=f"console UART: {SPEC_HELP}")
     run.add_argument(
@@ -182,6 +201,7 @@ def _run(args: argparse.Namespace) -> int:
             mem_size_mib=args.memory,
             mode=args.mode,
             te_dyntrans=not args.no_dyntrans,
+            jit=JitSettings(enabled=not args.no_jit, threshold=args.jit_threshold),
             no_reboot=args.no_reboot,
             drives=tuple(DriveSpec.parse(d) for d in args.drive),
             virtio_rng="virtio-rng" in args.device,

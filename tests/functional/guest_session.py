@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kvmpy.kvm import JitSettings
 from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
 from kvmpy.vmm.runner import RunOutcome
 from kvmpy.vmm.serial import BufferSerial
@@ -87,12 +88,12 @@ class KvmpySession(GuestSession):
     def __init__(self, kernel: Path, initrd: Path, mode: str = "vz", mem_size_mib: int = 256,
                  max_seconds: float = 1800, drives: tuple[DriveSpec, ...] = (),
                  virtio_rng: bool = False, console: str = "ttyS0",
-                 netdevs: tuple[NetSpec, ...] = ()) -> None:
+                 netdevs: tuple[NetSpec, ...] = (), jit: JitSettings | None = None) -> None:
         self.serial = BufferSerial()
         self.machine = Malta(
             MaltaConfig(kernel=kernel, initrd=initrd, append=APPEND, mem_size_mib=mem_size_mib,
                         mode=mode, no_reboot=True, drives=drives, virtio_rng=virtio_rng,
-                        console=console, netdevs=netdevs),
+                        console=console, netdevs=netdevs, jit=jit or JitSettings()),
             self.serial,
         )
         self.outcome: RunOutcome | None = None

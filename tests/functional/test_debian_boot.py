@@ -128,7 +128,10 @@ def test_debian_shell_matches_qemu_and_powers_off(image, qemu_outputs, mode):
         outcome = session.wait_exit(120)
         assert outcome.reason == StopReason.SHUTDOWN, outcome
         assert outcome.exit_code == 0
-        traps = session.machine.vcpu.stats.traps
+        stats = session.machine.vcpu.stats
+        # the core translated the kernel's and busybox's hot code, in both modes
+        assert stats.jit["jit_insns"] > stats.instructions // 2, stats.jit
+        traps = stats.traps
         if mode == "te":
             # The kernel really ran deprivileged: its CP0 work, TLB refills and
             # syscalls went through the hypervisor, and rewriting saved traps.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmpy.kvm import JitSettings
 from kvmpy.vmm import cli
 from kvmpy.vmm.errors import VmmError
 from kvmpy.vmm.machines.malta import DriveSpec, NetSpec
@@ -94,6 +95,8 @@ def assert_one_error_line(err: str, *words: str) -> None:
         (["--machine", "pc"], ["invalid choice"]),
         (["--max-seconds", "0"], ["positive"]),
         (["--max-seconds", "soon"], ["seconds"]),
+        (["--jit-threshold", "0"], ["--jit-threshold", "at least 1"]),
+        (["--jit-threshold", "often"], ["invalid count"]),
         (["--frobnicate"], ["unrecognized"]),
     ],
 )
@@ -239,6 +242,7 @@ class FakeMachineModule:
             virtio_rng: bool = False
             console: str = "ttyS0"
             netdevs: tuple[object, ...] = ()
+            jit: JitSettings = JitSettings()
 
         class Malta:
             def __init__(self, config: MaltaConfig, serial: object) -> None:
@@ -413,3 +417,17 @@ def test_te_mode_and_dyntrans_switch_reach_the_machine(
     assert (status, err) == (0, "")
     (config,) = fake.configs
     assert config.mode == "te" and config.te_dyntrans is False
+
+
+def test_jit_switches_reach_the_machine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
+) -> None:
+    fake = FakeMachineModule()
+    install(monkeypatch, fake)
+    for argv, enabled, threshold in (([], True, JitSettings().threshold),
+                                     (["--jit-threshold", "7"], True, 7),
+                                     (["--no-jit"], False, JitSettings().threshold)):
+        status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none", *argv)
+        assert (status, err) == (0, "")
+        config = fake.configs[-1]
+        assert (config.jit.enabled, config.jit.threshold) == (enabled, threshold)

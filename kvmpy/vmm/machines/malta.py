@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmpy.arch.mips.regs import CP0_ID_BY_NAME
-from kvmpy.kvm import Cap, Kvm, KvmError, Vcpu, VmType
+from kvmpy.kvm import Cap, JitSettings, Kvm, KvmError, Vcpu, VmType
 from kvmpy.vmm.bus import Bus
 from kvmpy.vmm.devices.gt64120 import GT64120_ISD_GPA, GT64120_REGS_BYTES, Gt64120
 from kvmpy.vmm.devices.malta_fpga import (
@@ -136,6 +136,7 @@ class MaltaConfig:
     mem_size_mib: int = 256
     mode: str = "vz"
     te_dyntrans: bool = True  # te mode: rewrite trapped CP0 instructions (seed 003)
+    jit: JitSettings = JitSettings()  # translate hot guest blocks to host code
     no_reboot: bool = False
     drives: tuple[DriveSpec, ...] = ()
     virtio_rng: bool = False
@@ -170,7 +171,7 @@ class Malta:
         self.config = config
         self.serial = serial
         self.stop = StopControl()
-        self.kvm = Kvm()
+        self.kvm = Kvm(jit=config.jit)
         self.resets = 0
         self._build()
 
@@ -336,5 +337,6 @@ class Malta:
         lines = [f"instructions: {s.instructions}", f"halted: {s.halted_ns / 1e9:.3f} s"]
         lines += [f"exit {k}: {v}" for k, v in sorted(s.exits.items())]
         lines += [f"trap {k}: {v}" for k, v in sorted(s.traps.items())]
+        lines += [f"jit {k}: {v}" for k, v in sorted(s.jit.items())]
         lines += [f"mmio {k}: {v}" for k, v in self.bus.counts.most_common()]
         return "\n".join(lines)
