@@ -95,26 +95,38 @@ def time_to_first_byte(cmd: list[str], timeout_s: float = 60.0) -> float:
         proc.wait()
 
 
-def instructions_from_stats(stderr: bytes) -> int:
+def stat_from_stats(stderr: bytes, name: str) -> int:
+    """A counter from kvmpy's --stats report ("instructions", "jit jit_insns", ...)."""
     for line in stderr.decode(errors="replace").splitlines():
-        if line.startswith("instructions:"):
+        if line.startswith(f"{name}:"):
             return int(line.split(":")[1])
     return 0
 
 
+def instructions_from_stats(stderr: bytes) -> int:
+    return stat_from_stats(stderr, "instructions")
+
+
 def bench_guest(name: str, elf: Path, runs: int) -> Row:
-    kvm_times, qemu_times = [], []
-    insns = 0
+    """kvmpy as shipped (hot blocks translated), QEMU, and kvmpy --no-jit, interleaved."""
+    kvm_times, qemu_times, interp_times = [], [], []
+    insns = translated = 0
     for _ in range(runs):
         t, out_k, err = timed_run([*KVMPY, "--kernel", str(elf)], 600)
         kvm_times.append(t)
         insns = instructions_from_stats(err)
+        translated = stat_from_stats(err, "jit jit_insns")
         t, out_q, _ = timed_run([*QEMU, "-kernel", str(elf)], 600)
         qemu_times.append(t)
-        if out_k != out_q:
-            raise RuntimeError(f"{name}: kvmpy and QEMU printed different output")
-    k, q = statistics.median(kvm_times), statistics.median(qemu_times)
+        t, out_i, _ = timed_run([*KVMPY, "--no-jit", "--kernel", str(elf)], 600)
+        interp_times.append(t)
+        if not out_k == out_q == out_i:
+            raise RuntimeError(f"{name}: kvmpy, kvmpy --no-jit and QEMU printed different output")
+    k, q, i = (statistics.median(t) for t in (kvm_times, qemu_times, interp_times))
     detail = f"{insns / 1e6:.0f} M insns, {insns / k / 1e6:.0f} MIPS" if insns else ""
+    if insns:
+        detail += f", {100 * translated / insns:.0f}% translated"
+    detail += f"; --no-jit: {i:.3f} s ({i / q:.1f}x)"
     return Row(name, k, q, detail)
 
 

@@ -303,8 +303,13 @@ class Vcpu:
         self.stats = VcpuStats()
         self.cpu = Cpu(vm.kvm.phys, vcpu_id)
         if vm.kvm.jit.enabled:
-            from kvmpy.arch.mips.hw.jit import SharedTranslator
-
+            try:
+                from kvmpy.arch.mips.hw.jit import SharedTranslator
+            except ImportError as e:
+                raise CreateVcpuError(
+                    f"translating guest code needs llvmlite ({e}): install it, or turn translation off"
+                    " (JitSettings(enabled=False), kvmpy run --no-jit)"
+                ) from None
             self.cpu.enable_jit(SharedTranslator(), vm.kvm.jit.threshold, vm.kvm.jit.background)
             self.stats.jit_source = self.cpu.jit_stats
         self._lock = threading.Lock()
