@@ -17,15 +17,20 @@ main:
     rdhwr   $t0, $3
     PRINT_REG "ccres", $t0
 
-    /* CC is Count: both advance, and they are close to each other. */
+    /* CC is Count: Count read between two CC reads lies between them (a
+       fixed bound on the distance would fail whenever the host is slow to
+       emulate rdhwr), and CC advances. */
     rdhwr   $t0, $2
     mfc0    $t1, C0_COUNT
+    rdhwr   $t5, $2
     li      $t3, 1000
 1:  bnez    $t3, 1b
     addiu   $t3, $t3, -1
     rdhwr   $t2, $2
-    subu    $t4, $t1, $t0           /* Count - CC (read just after) */
-    sltiu   $t4, $t4, 0x1000
+    subu    $t4, $t1, $t0           /* Count - CC before */
+    subu    $t6, $t5, $t0           /* CC after - CC before */
+    sltu    $t4, $t6, $t4           /* Count beyond the second CC? */
+    xori    $t4, $t4, 1
     PRINT_REG "cc_close_to_count", $t4
     sltu    $t4, $t0, $t2           /* advanced (no wrap in this short time) */
     PRINT_REG "cc_advanced", $t4

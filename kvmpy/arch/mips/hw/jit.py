@@ -10,8 +10,9 @@ the end of its 4 KiB page, or after `MAX_BLOCK_INSNS`.
 
 The contract with the interpreter (mirrored by `JitCtx` in cpu.pyx):
 
-* A compiled block is `int64 block(JitCtx*)`. It returns how many guest
-  instructions it executed and leaves in the context the PC to go on at, the
+* A compiled block is `int64 block(JitCtx*, int64 done_before)`. It returns
+  how many guest instructions it (and the blocks it chained to) executed, on
+  top of `done_before`, and leaves in the context the PC to go on at, the
   one after it, the last instruction word executed and an exit kind:
   `EXIT_CHAIN` (a block boundary: look up the next block), `EXIT_DELAY_SLOT`
   (go on by interpreting the delay slot at `pc`, with `npc` the branch's
@@ -30,18 +31,19 @@ The contract with the interpreter (mirrored by `JitCtx` in cpu.pyx):
   translated from (`JitCtx.code` is their host address), so code the guest
   (or the hypervisor's rewriting, or a DMA) changed is never run stale.
 * A block whose last branch leads back to its own start loops inside the
-  host code while `JitCtx.left` allows another full pass, so hot loops do not
-  go through the interpreter's dispatch at all.
+  host code while `JitCtx.left` allows another full pass, and a block whose
+  successor on the same page has a translation tail-calls it (chaining), so
+  hot loops do not go through the interpreter's dispatch at all.
 
 Translations depend only on the guest virtual address and the code words,
 so they are cached by those (`Translator` is shared process-wide): a second
 vCPU or VM running the same code gets the same host function without a new
 compile.
 
-Why llvmlite: DESIGN.md's route to QEMU-class speed; numba itself is built on
-it, so it is already a dependency, and LLVM's optimiser turns the guest
-registers of a block into host registers (mem2reg) and does the instruction
-selection a hand-written code generator would need (docs/jit.md).
+Why llvmlite: DESIGN.md's route to QEMU-class speed; it is the well-kept
+binding numba is built on, ships LLVM inside its wheels, and LLVM turns the
+guest registers of a block into host registers (SROA) and does the
+instruction selection a hand-written code generator would need (docs/jit.md).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ MAX_BLOCK_INSNS = 64
 MAX_BATCH = 32            # blocks the translator's thread compiles as one LLVM module
 PAGE_SIZE = 4096
 
-# JitCtx field offsets (bytes): must match `cdef struct JitCtx` in cpu.pyx,
-# which checks them at import (jit_ctx_layout()).
+# JitCtx field offsets (bytes): must match `cdef struct JitCtx` in cpu.pyx;
+# check_ctx_layout() compares them with the CPU's when a Translator starts.
 CTX_GPR = 0       # uint32_t* : the 32 GPRs
 CTX_UT = 8        # UtEntry*  : micro-TLB set of the current mode
 CTX_CODE = 16     # uint64_t  : host address of the block's first instruction
