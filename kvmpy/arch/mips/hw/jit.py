@@ -475,9 +475,7 @@ class _Emitter:
         elif op == 8:          # addi
             s = self.reg(rs)
             t = b.add(s, c(imm))
-            ovf = b.lshr(b.and_(b.xor(s, t), b.xor(c(imm), t)), c(31))
-            self._side_exit(b.icmp_unsigned("==", ovf, c(0)), ex)
-            self.set_reg(rt, t)
+            self._set_unless_overflow(rt, t, b.and_(b.xor(s, t), b.xor(c(imm), t)), ex)
         elif op == 9:
             self.set_reg(rt, b.add(self.reg(rs), c(imm)))
         elif op == 10:
@@ -504,6 +502,14 @@ class _Emitter:
             self._emit_store(op, rs, rt, imm, ex)
         else:  # pragma: no cover - is_translatable() and this method disagree
             raise AssertionError(f"untranslatable word {word:#010x}")
+
+    def _set_unless_overflow(self, dest: int, result: ir.Value, overflow_sign: ir.Value, ex: _Exit) -> None:
+        """Write `result` unless bit 31 of `overflow_sign` says it overflowed: then leave
+        for the interpreter, which raises the Integer Overflow exception."""
+        b = self.b
+        no_overflow = b.icmp_unsigned("==", b.lshr(overflow_sign, self._c32(31)), self._c32(0))
+        self._side_exit(no_overflow, ex)
+        self.set_reg(dest, result)
 
     def _icmp(self, how: str, a: ir.Value, c: ir.Value) -> ir.Value:
         b = self.b
@@ -572,17 +578,13 @@ class _Emitter:
         elif fn == 32:         # add
             x, y = self.reg(rs), self.reg(rt)
             t = b.add(x, y)
-            ovf = b.lshr(b.and_(b.xor(x, t), b.xor(y, t)), c(31))
-            self._side_exit(b.icmp_unsigned("==", ovf, c(0)), ex)
-            self.set_reg(rd, t)
+            self._set_unless_overflow(rd, t, b.and_(b.xor(x, t), b.xor(y, t)), ex)
         elif fn == 33:
             self.set_reg(rd, b.add(self.reg(rs), self.reg(rt)))
         elif fn == 34:         # sub
             x, y = self.reg(rs), self.reg(rt)
             t = b.sub(x, y)
-            ovf = b.lshr(b.and_(b.xor(x, y), b.xor(x, t)), c(31))
-            self._side_exit(b.icmp_unsigned("==", ovf, c(0)), ex)
-            self.set_reg(rd, t)
+            self._set_unless_overflow(rd, t, b.and_(b.xor(x, y), b.xor(x, t)), ex)
         elif fn == 35:
             self.set_reg(rd, b.sub(self.reg(rs), self.reg(rt)))
         elif fn == 36:
