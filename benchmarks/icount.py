@@ -9,7 +9,9 @@ machine noise (wall-clock runs on a shared machine are not):
         python benchmarks/icount.py bench_bignum 20000000
 
 Only the interpreter loop (and what it calls) is counted; divide the total by
-the instruction count to get host instructions per guest instruction.
+the instruction count to get host instructions per guest instruction. The
+block translator is off here (`JitSettings(enabled=False)`): this measures
+the interpreter, which still runs all cold code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kvmpy.arch.mips.vz.vcpu import VzVcpu  # noqa: E402
+from kvmpy.kvm import JitSettings  # noqa: E402
 from kvmpy.vmm.machines.malta import Malta, MaltaConfig  # noqa: E402
 from kvmpy.vmm.serial import open_serial  # noqa: E402
 
@@ -45,7 +48,8 @@ def main() -> None:
 
     VzVcpu.enter = enter  # type: ignore[method-assign]
     serial = open_serial("none", lambda: None)
-    machine = Malta(MaltaConfig(kernel=elf, mem_size_mib=64, mode="vz", no_reboot=True), serial)
+    machine = Malta(MaltaConfig(kernel=elf, mem_size_mib=64, mode="vz", no_reboot=True,
+                                jit=JitSettings(enabled=False)), serial)
     start = time.process_time()
     with contextlib.suppress(_Done):
         machine.run()
