@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import random
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from kvmpy.arch.mips.hw import jit
 from kvmpy.arch.mips.hw.cpu import Cpu, PhysicalMemory
 from kvmpy.arch.mips.hw.defs import Cp0, Ctx, ExcCode, Stop
+from kvmpy.kvm import CreateVcpuError, JitSettings, Kvm
 from tests.asm import assemble
 
 RESET = 0xBFC00000
@@ -328,3 +330,16 @@ def test_block_shapes_follow_the_rules():
 
 def test_the_context_layout_is_the_cpus():
     jit.check_ctx_layout()      # raises if jit.py's offsets and cpu.pyx's JitCtx differ
+
+
+def test_a_vcpu_that_cannot_load_the_translator_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kvmpy.arch.mips.hw.jit", None)   # import fails as without llvmlite
+    with pytest.raises(CreateVcpuError, match="llvmlite.*--no-jit"):
+        Kvm().create_vm().create_vcpu(0)
+    vcpu = Kvm(jit=JitSettings(enabled=False)).create_vm().create_vcpu(0)
+    assert vcpu.stats.jit == {}
+
+
+def test_jit_settings_reject_a_threshold_below_one():
+    with pytest.raises(ValueError, match="at least 1"):
+        JitSettings(threshold=0)
