@@ -343,3 +343,13 @@ def test_a_vcpu_that_cannot_load_the_translator_is_a_clear_error(monkeypatch):
 def test_jit_settings_reject_a_threshold_below_one():
     with pytest.raises(ValueError, match="at least 1"):
         JitSettings(threshold=0)
+
+
+def test_the_translator_thread_finishes_its_work_and_stops():
+    translator = jit.Translator()
+    delivered = []
+    code = b"".join(w.to_bytes(4, "little") for w in (i_type(9, 8, 8, 1), i_type(5, 8, 0, -2), 0))
+    translator.request(0x80000000, code, delivered.append)
+    translator.stop_worker()
+    assert len(delivered) == 1 and delivered[0] is not None and delivered[0].insn_count == 3
+    assert not translator._worker.is_alive()

@@ -48,6 +48,7 @@ instruction selection a hand-written code generator would need (docs/jit.md).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import queue
@@ -798,7 +799,7 @@ class Translator:
         self._cache: dict[tuple[int, tuple[int, ...]], CompiledBlock] = {}
         self._lock = threading.Lock()
         self._serial = 0
-        self._requests: queue.SimpleQueue[tuple[int, bytes, Deliver]] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[int, bytes, Deliver] | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         # chaining: the newest translation of each guest address, and the
         # chain slots (host addresses) that lead to each guest address
@@ -844,19 +845,38 @@ class Translator:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="kvmpy-jit", daemon=True)
                 self._worker.start()
+                atexit.register(self.stop_worker)
         self._requests.put((vpc, code, deliver))
+
+    def stop_worker(self, timeout_s: float = 10.0) -> None:
+        """Let the translator's thread finish its batch and end (at exit).
+
+        A daemon thread still inside LLVM while the interpreter tears
+        llvmlite down could crash the process on its way out.
+        """
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            self._requests.put(None)
+            worker.join(timeout_s)
 
     def _work(self) -> None:
         # Building IR is Python and holds the GIL for milliseconds; a vCPU thread
         # handling an exit must not wait the default 5 ms for it.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         while True:
-            batch = [self._requests.get()]
+            first = self._requests.get()
+            if first is None:
+                return
+            batch = [first]
             while len(batch) < MAX_BATCH:    # whatever queued up while the last batch compiled
                 try:
-                    batch.append(self._requests.get_nowait())
+                    item = self._requests.get_nowait()
                 except queue.Empty:
                     break
+                if item is None:
+                    self._requests.put(None)     # stop after this batch
+                    break
+                batch.append(item)
             results: list[CompiledBlock | None]
             try:
                 results = self.translate_many([(vpc, code) for vpc, code, _ in batch])
