@@ -21,6 +21,9 @@ and flushed exactly when the translation it cached can change. The loop keeps
 its hot state in C locals, fetches from the current page's host address until
 the PC leaves it, and runs the common instructions on fast paths; everything
 else goes to `step()`, the complete interpreter (docs/architecture.md).
+With `enable_jit()`, blocks whose start runs often are translated to host
+code (jit.py, docs/jit.md) and called from the loop; they hand anything that
+could fault back to the interpreter, which stays the reference.
 """
 
 cimport cython
