@@ -47,11 +47,19 @@ def i_type(op: int, rs: int, rt: int, imm: int) -> int:
 
 
 def random_insn(rng: random.Random) -> int:
-    """One instruction the translator handles, on POOL registers and the data area."""
+    """One instruction, nearly always one the translator handles, on POOL registers and the data area."""
     def reg() -> int:
         return rng.choice(POOL)
 
     kind = rng.randrange(10)
+    if rng.random() < 0.04:
+        # something the translator leaves to the interpreter: blocks end before it
+        return rng.choice([
+            i_type(48, BASE, reg(), rng.randrange(8) * 4),      # ll
+            i_type(56, BASE, reg(), rng.randrange(8) * 4),      # sc
+            0x40006000 | (reg() << 16),                         # mfc0 rt, Status
+            0x7C00003B | (reg() << 16) | (0 << 11),             # rdhwr rt, CPUNum
+        ])
     if kind < 3:
         common = [33, 35, 36, 37, 38, 39, 42, 43, 4, 6, 7, 10, 11, 24, 25, 26, 27, 16, 17, 18, 19, 0, 2, 3]
         fn = rng.choice(common * 4 + [32, 34, 48, 49, 50, 51, 52, 54])   # + overflow and traps
