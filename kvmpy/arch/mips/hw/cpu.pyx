@@ -676,6 +676,14 @@ cdef class Cpu:
         self._jit_done.put((hk, vpc, block))
         self.jit_ready = 1
 
+    @cython.final
+    cdef inline void spill(self, uint32_t pc, uint32_t npc, int bd, uint32_t insn) noexcept nogil:
+        # the loop's hot state back into self, before anything that reads it
+        self.pc_ = pc
+        self.npc = npc
+        self.bd = bd
+        self.cur_insn = insn
+
     cdef int loop(self, uint64_t budget, int resume) noexcept nogil:
         # The hot state lives in C locals (the compiler keeps them in host
         # registers); `self` is brought up to date ("spilled") before anything
@@ -728,10 +736,7 @@ cdef class Cpu:
                 if ic >= self.poll_ic:
                     self.poll_ic = ic + CHECK_INTERVAL
                     if self.kick_flag or ic >= self.end_ic:
-                        self.pc_ = pc
-                        self.npc = npc
-                        self.bd = bd
-                        self.cur_insn = insn
+                        self.spill(pc, npc, bd, insn)
                         self.icount = ic
                         if self.kick_flag:
                             self.kick_flag = 0
@@ -739,10 +744,7 @@ cdef class Cpu:
                         return STOP_BUDGET
                     self.update_timers()
                     if self.jit_ready:     # translations arrived: install them, go on
-                        self.pc_ = pc
-                        self.npc = npc
-                        self.bd = bd
-                        self.cur_insn = insn
+                        self.spill(pc, npc, bd, insn)
                         self.icount = ic
                         return STOP_JIT
                 self.ev_ic = self.poll_ic
@@ -751,10 +753,7 @@ cdef class Cpu:
                         self.ev_ic = ic + 1    # not in a delay slot: look again after it
                     else:
                         self.irq_check = 0
-                        self.pc_ = pc
-                        self.npc = npc
-                        self.bd = bd
-                        self.cur_insn = insn
+                        self.spill(pc, npc, bd, insn)
                         if self.take_interrupt():
                             if self.stop:
                                 self.icount = ic
@@ -840,10 +839,7 @@ cdef class Cpu:
                             if unlikely(je.count >= self.jit_threshold):
                                 je.fn = JIT_PENDING
                                 self.jit_req = je
-                                self.pc_ = pc
-                                self.npc = npc
-                                self.bd = bd
-                                self.cur_insn = insn
+                                self.spill(pc, npc, bd, insn)
                                 self.icount = self.ev_ic - left
                                 return STOP_JIT
                     else:
@@ -1251,10 +1247,7 @@ cdef class Cpu:
                 op = 0xFF
             if unlikely(op == 0xFF):
                 # the full ISA, on the state in self
-                self.pc_ = cpc
-                self.npc = pc
-                self.bd = inds
-                self.cur_insn = insn
+                self.spill(cpc, pc, inds, insn)
                 self.step(insn)
                 pc = self.pc_
                 npc = self.npc
