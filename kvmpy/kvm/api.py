@@ -117,7 +117,11 @@ class Kvm:
     """The hypervisor itself (an open /dev/kvm).
 
     One `Kvm` is one simulated host: its physical memory is shared by all the
-    VMs it creates.
+    VMs it creates. `jit` says how that host's cores run guest code: hot
+    blocks translated to host code (the default) or everything interpreted;
+    like a kvm module parameter it holds for every VM and vCPU of this `Kvm`.
+    `Vm.create_vcpu` raises CreateVcpuError if translation is asked for and
+    its library (llvmlite) cannot be loaded.
     """
 
     def __init__(self, jit: JitSettings | None = None) -> None:
