@@ -103,10 +103,6 @@ def stat_from_stats(stderr: bytes, name: str) -> int:
     return 0
 
 
-def instructions_from_stats(stderr: bytes) -> int:
-    return stat_from_stats(stderr, "instructions")
-
-
 def bench_guest(name: str, elf: Path, runs: int) -> Row:
     """kvmpy as shipped (hot blocks translated), QEMU, and kvmpy --no-jit, interleaved."""
     kvm_times, qemu_times, interp_times = [], [], []
@@ -114,7 +110,7 @@ def bench_guest(name: str, elf: Path, runs: int) -> Row:
     for _ in range(runs):
         t, out_k, err = timed_run([*KVMPY, "--kernel", str(elf)], 600)
         kvm_times.append(t)
-        insns = instructions_from_stats(err)
+        insns = stat_from_stats(err, "instructions")
         translated = stat_from_stats(err, "jit jit_insns")
         t, out_q, _ = timed_run([*QEMU, "-kernel", str(elf)], 600)
         qemu_times.append(t)

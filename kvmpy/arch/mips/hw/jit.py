@@ -116,6 +116,8 @@ _SPECIAL_ALU = {0, 3, 4, 7, 10, 11, 15, 16, 17, 18, 19, 24, 25, 26, 27,
                 32, 33, 34, 35, 36, 37, 38, 39, 42, 43, 48, 49, 50, 51, 52, 54}
 _REGIMM_BRANCH = {0, 1, 2, 3, 16, 17, 18, 19}
 _REGIMM_TRAP = {8, 9, 10, 11, 12, 14}
+# the condition of a trap, by the low 3 bits its REGIMM rt and SPECIAL function share
+_TRAP_TESTS = {0: "sge", 1: "uge", 2: "slt", 3: "ult", 4: "eq", 6: "ne"}
 _IMM_ALU = {8, 9, 10, 11, 12, 13, 14, 15}
 _LOADS = {32, 33, 34, 35, 36, 37, 38}
 _STORES = {40, 41, 42, 43, 46}
@@ -310,7 +312,6 @@ class _Emitter:
         self.head = head
         self._emit_code_check()
         words = self.shape.words
-        vpc = self.shape.vpc
         n = len(words)
         if self.shape.ends_in_branch:
             for i in range(n - 2):
@@ -405,8 +406,14 @@ class _Emitter:
         b.ret(total)
 
     def chain_to(self, target: int) -> None:
-        """Note a static successor; on this page it can be chained to."""
+        """Note a static successor; on this page it can be chained to.
+
+        Not the block's own start: the loop back to it already runs while the
+        budget allows a pass, and a chained call would decline on the same test.
+        """
         if (target ^ self.shape.vpc) & ~(PAGE_SIZE - 1) or target in self.chain_slots:
+            return
+        if target == self.shape.vpc:
             return
         slot = ir.GlobalVariable(self.module, I64, name=f"{self.name}_to_{target:08x}")
         slot.initializer = ir.Constant(I64, 0)
@@ -468,11 +475,7 @@ class _Emitter:
         elif op == 1:
             if rt == 31:       # synci: the caches are coherent here
                 return
-            s = self.reg(rs)
-            cmp = {8: ("sge", True), 9: ("uge", False), 10: ("slt", True), 11: ("ult", False),
-                   12: ("eq", True), 14: ("ne", True)}[rt]
-            taken = self._icmp(cmp[0], s, c(imm))
-            self._side_exit(b.not_(taken), ex)
+            self._emit_trap(rt - 8, self.reg(rs), c(imm), ex)   # tgei tgeiu tlti tltiu teqi tnei
         elif op == 8:          # addi
             s = self.reg(rs)
             t = b.add(s, c(imm))
@@ -511,6 +514,11 @@ class _Emitter:
         no_overflow = b.icmp_unsigned("==", b.lshr(overflow_sign, self._c32(31)), self._c32(0))
         self._side_exit(no_overflow, ex)
         self.set_reg(dest, result)
+
+    def _emit_trap(self, kind: int, a: ir.Value, c: ir.Value, ex: _Exit) -> None:
+        """A trap: leave for the interpreter (which raises it) when it is taken."""
+        taken = self._icmp(_TRAP_TESTS[kind], a, c)
+        self._side_exit(self.b.not_(taken), ex)
 
     def _icmp(self, how: str, a: ir.Value, c: ir.Value) -> ir.Value:
         b = self.b
@@ -601,9 +609,7 @@ class _Emitter:
         elif fn == 43:
             self.set_reg(rd, b.zext(b.icmp_unsigned("<", self.reg(rs), self.reg(rt)), I32))
         elif fn in (48, 49, 50, 51, 52, 54):   # tge tgeu tlt tltu teq tne
-            how = {48: "sge", 49: "uge", 50: "slt", 51: "ult", 52: "eq", 54: "ne"}[fn]
-            taken = self._icmp(how, self.reg(rs), self.reg(rt))
-            self._side_exit(b.not_(taken), ex)
+            self._emit_trap(fn - 48, self.reg(rs), self.reg(rt), ex)
         else:  # pragma: no cover
             raise AssertionError(f"untranslatable SPECIAL word {word:#010x}")
 
