@@ -4,6 +4,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 extensions = [
+    Extension("kvmpy.sim.physmem", ["kvmpy/sim/physmem.pyx"], extra_compile_args=["-O2"]),
     Extension(
         "kvmpy.arch.mips.hw.cpu",
         ["kvmpy/arch/mips/hw/cpu.pyx"],

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
-from kvmpy.arch.mips.hw.cpu import Cpu, PhysicalMemory
+from kvmpy.arch.mips.hw.cpu import Cpu
 from kvmpy.arch.mips.hw.defs import Stop
 from kvmpy.arch.mips.regs import (
     CP0_BY_ID,
@@ -42,6 +42,7 @@ from kvmpy.kvm.errors import (
 from kvmpy.kvm.exits import Exit, InterruptedExit
 from kvmpy.kvm.memory import HostPhysAllocator, MemFlags, MemorySlot, SlotTable
 from kvmpy.kvm.stats import VcpuStats
+from kvmpy.sim.physmem import PhysicalMemory
 
 KVM_API_VERSION = 12
 MAX_VCPUS = 8

@@ -10,8 +10,9 @@ import mmap
 
 import pytest
 
-from kvmpy.arch.mips.hw.cpu import Cpu, PhysicalMemory
+from kvmpy.arch.mips.hw.cpu import Cpu
 from kvmpy.arch.mips.hw.defs import Cp0, Ctx, ExcCode, Stop
+from kvmpy.sim.physmem import PhysicalMemory
 from tests.asm import assemble
 
 RESET = 0xBFC00000

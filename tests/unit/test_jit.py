@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvmpy.arch.mips.hw import jit
-from kvmpy.arch.mips.hw.cpu import Cpu, PhysicalMemory
+from kvmpy.arch.mips.hw.cpu import Cpu
 from kvmpy.arch.mips.hw.defs import Cp0, Ctx, ExcCode, Stop
 from kvmpy.kvm import CreateVcpuError, JitSettings, Kvm
+from kvmpy.sim.physmem import PhysicalMemory
 from tests.asm import assemble
 
 RESET = 0xBFC00000

@@ -10,9 +10,9 @@ returns `Stop.ROOT_EXCEPTION` with the root CP0 registers (Cause, EPC,
 BadVAddr, BadInstr, BadInstrP, GuestCtl0.GExcCode) describing the event, and
 the next `run()` is the root's `eret`.
 
-Physical memory is a table of host pages (`PhysicalMemory`): the host's RAM
-as the hardware sees it. An access to a physical address with no RAM behind it
-is a bus error.
+Physical memory is a table of host pages (`kvmpy.sim.physmem.PhysicalMemory`,
+shared by every simulated core): the host's RAM as the hardware sees it. An
+access to a physical address with no RAM behind it is a bus error.
 
 Speed comes from a software micro-TLB (as the P5600's own micro-TLBs): each
 CPU mode (root/guest x kernel/supervisor/user) has a direct-mapped cache from
@@ -34,6 +34,7 @@ from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from kvmpy.arch.mips.hw.defs import Stop as _Stop
+from kvmpy.sim.physmem cimport PhysicalMemory
 
 # Stop members by value, made once: constructing an enum per run() costs more
 # than a short run itself.
@@ -193,55 +194,6 @@ cdef inline uint32_t RT(uint32_t insn) noexcept nogil:
 
 cdef inline uint32_t sext16(uint32_t v) noexcept nogil:
     return <uint32_t><int32_t><int16_t>(v & 0xFFFF)
-
-
-cdef class PhysicalMemory:
-    """The host physical address space as the simulated hardware sees it.
-
-    Host RAM is attached in 4 KiB pages: `attach(hpa, buffer)` makes the bytes
-    of a writable buffer (an mmap) appear at host physical address `hpa`.
-    Nothing is copied: the CPU loads and stores straight into the buffer.
-    """
-
-    cdef uint64_t* page_ptr      # host address of each 4 KiB physical page, 0 = no RAM
-    cdef uint32_t npages
-    cdef object _keep            # buffers kept alive while attached
-    cdef object _table           # backing storage of page_ptr
-    cdef public uint64_t generation   # bumped when RAM is detached: host addresses went stale
-
-    def __cinit__(self, uint64_t size_bytes=1 << 32):
-        self.npages = <uint32_t>(size_bytes >> 12)
-        self._table = bytearray(self.npages * 8)
-        cdef unsigned char[::1] t = self._table
-        self.page_ptr = <uint64_t*>&t[0]
-        self._keep = {}
-
-    def attach(self, uint64_t hpa, buffer):
-        """Attach a writable buffer as RAM at host physical address `hpa`."""
-        cdef unsigned char[::1] mv = buffer
-        cdef uint64_t size = mv.shape[0]
-        if hpa & 0xFFF or size & 0xFFF or size == 0:
-            raise ValueError("attach: hpa and size must be non-zero multiples of 4 KiB")
-        if (hpa + size) >> 12 > self.npages:
-            raise ValueError("attach: range beyond the physical address space")
-        cdef uint64_t i
-        for i in range(size >> 12):
-            if self.page_ptr[(hpa >> 12) + i]:
-                raise ValueError("attach: physical range already holds RAM")
-        cdef uint64_t base = <uint64_t><uintptr_t>&mv[0]
-        for i in range(size >> 12):
-            self.page_ptr[(hpa >> 12) + i] = base + (i << 12)
-        self._keep[hpa] = (mv, size)
-
-    def detach(self, uint64_t hpa):
-        mv, size = self._keep.pop(hpa)
-        self.generation += 1
-        cdef uint64_t i
-        for i in range(<uint64_t>size >> 12):
-            self.page_ptr[(hpa >> 12) + i] = 0
-
-    def has_ram(self, uint64_t hpa):
-        return (hpa >> 12) < self.npages and self.page_ptr[hpa >> 12] != 0
 
 
 cdef struct UtEntry:
