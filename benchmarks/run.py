@@ -53,7 +53,7 @@ from tests.functional.guest_session import (  # noqa: E402
 from tests.guests.build import GUESTS, build_all  # noqa: E402
 
 BUILD_DIR = REPO / "build" / "guests"
-QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64", "-nographic",
+QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64", "-nic", "none", "-nographic",
         "-no-reboot", "-monitor", "none", "-serial", "stdio"]
 KVMPY = [sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "-m", "64",
          "--mode", "vz", "--no-reboot", "--serial", "stdio", "--stats"]

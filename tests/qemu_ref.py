@@ -93,6 +93,8 @@ def qemu_command(
         ("-serial", "stdio"),
         ("-monitor", "none"),
         ("-parallel", "none"),
+        # no default NIC: its option ROM (ipxe-qemu) is not installed, and no guest here uses one
+        ("-nic", "none"),
     ]
     if icount:
         options.append(ICOUNT_OPTIONS)

@@ -159,8 +159,11 @@ class QemuSession(ProcessSession):
         for i, path in enumerate(drives):
             disks += ["-drive", f"file={path},if=none,id=d{i},format=raw",
                       "-device", f"virtio-blk-pci,drive=d{i}"]
+        # Malta's default NIC (pcnet) would load an option ROM; only a run about
+        # networking (its own -netdev) wants a NIC, and names it itself.
+        nic = [] if "-netdev" in extra_args else ["-nic", "none"]
         super().__init__([
-            "qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib),
+            "qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib), *nic,
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
             "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks, *extra_args,
         ])
