@@ -54,10 +54,11 @@ from tests.functional.guest_session import (  # noqa: E402
     QemuSession,
 )
 from tests.guests.build import GUESTS, build_all  # noqa: E402
+from tests.qemu_ref import NO_DEFAULT_DEVICES  # noqa: E402
 
 BUILD_DIR = REPO / "build" / "guests"
-QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64", "-nic", "none", "-vga", "none", "-nographic",
-        "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64",
+        *(word for option in NO_DEFAULT_DEVICES for word in option), "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
 KVMPY = [sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "-m", "64",
          "--mode", "vz", "--no-reboot", "--serial", "stdio", "--stats"]
 

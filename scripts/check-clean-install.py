@@ -134,7 +134,7 @@ def owners(paths: list[str]) -> dict[str, str]:
 
 
 def files_qemu_opens(argv: list[str], workdir: Path) -> tuple[set[str], str]:
-    """Files from packages that QEMU opened while starting (libraries, ROMs, data); and an error, if it failed."""
+    """Packaged files QEMU opened while starting (libraries, ROMs, data), and an error if it failed."""
     log = workdir / "strace.log"
     cmd = ["strace", "-f", "-qq", "-e", "trace=openat,open", "-o", str(log), *argv]
     try:
@@ -168,8 +168,9 @@ def main() -> int:
         workdir = Path(tmp)
         kernel = workdir / "tiny.elf"
         (workdir / "tiny.S").write_text(TINY_KERNEL_S)
-        run(["mipsel-linux-gnu-as", "-EL", "-o", str(workdir / "tiny.o"), str(workdir / "tiny.S")], check=True)
-        run(["mipsel-linux-gnu-ld", "-EL", "-Ttext=0x80100000", "-o", str(kernel), str(workdir / "tiny.o")],
+        obj = workdir / "tiny.o"
+        run(["mipsel-linux-gnu-as", "-EL", "-o", str(obj), str(workdir / "tiny.S")], check=True)
+        run(["mipsel-linux-gnu-ld", "-EL", "-Ttext=0x80100000", "-o", str(kernel), str(obj)],
             check=True)
         disk = workdir / "disk.img"
         disk.write_bytes(bytes(1 << 20))

@@ -10,5 +10,5 @@ bash scripts/install-test-deps.sh
 # (or one of their Depends): what a fresh machine would lack fails here, early.
 python3 scripts/check-clean-install.py
 python3 -m pip install --quiet --root-user-action=ignore --disable-pip-version-check -e '.[test]'
-python3 -m ruff check kvmpy tests benchmarks
+python3 -m ruff check kvmpy tests benchmarks scripts
 python3 -m pytest -q -ra "$@"

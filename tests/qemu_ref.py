@@ -215,7 +215,8 @@ def malta_session_argv(
     """
     disks: list[str] = []
     for i, path in enumerate(drives):
-        disks += ["-drive", f"file={path},if=none,id=d{i},format=raw", "-device", f"virtio-blk-pci,drive=d{i}"]
+        disks += ["-drive", f"file={path},if=none,id=d{i},format=raw"]
+        disks += ["-device", f"virtio-blk-pci,drive=d{i}"]
     defaults = [word for option in NO_DEFAULT_DEVICES for word in option]
     if "-netdev" in extra:
         defaults = ["-vga", "none"]
