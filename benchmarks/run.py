@@ -58,7 +58,8 @@ from tests.qemu_ref import NO_DEFAULT_DEVICES  # noqa: E402
 
 BUILD_DIR = REPO / "build" / "guests"
 QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64",
-        *(word for option in NO_DEFAULT_DEVICES for word in option), "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+        *(word for option in NO_DEFAULT_DEVICES for word in option),
+        "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
 KVMPY = [sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "-m", "64",
          "--mode", "vz", "--no-reboot", "--serial", "stdio", "--stats"]
 
