@@ -16,7 +16,14 @@ from typing import NoReturn
 import pytest
 
 from tests import qemu_ref
+from tests.contract_guests import BackendCase, backend_cases
 from tests.guests.build import DEFAULT_OUT_DIR, GUESTS_BY_NAME, ToolchainMissingError, build_all
+
+
+@pytest.fixture(params=backend_cases(), ids=lambda case: case.name)
+def backend_case(request: pytest.FixtureRequest) -> BackendCase:
+    """Each hypervisor backend and VM type in turn, with its tiny-guest builder (the KVM API contract)."""
+    return request.param
 
 
 def _in_ci() -> bool:
