@@ -273,20 +273,16 @@ class Vcpu:
             if self.immediate_exit:
                 self.stats.exits["intr"] += 1
                 return InterruptedExit()
-            start_insns = arch.instructions
-            try:
-                while True:
-                    self._service_requests()
-                    if self._kick_requested:
-                        self._kick_requested = False
-                        self.stats.exits["intr"] += 1
-                        return InterruptedExit()
-                    exit_ = arch.run(TIME_SLICE_INSNS)
-                    if exit_ is not None:
-                        self.stats.exits[exit_.reason.value] += 1
-                        return exit_
-            finally:
-                self.stats.instructions += arch.instructions - start_insns
+            while True:
+                self._service_requests()
+                if self._kick_requested:
+                    self._kick_requested = False
+                    self.stats.exits["intr"] += 1
+                    return InterruptedExit()
+                exit_ = arch.run(TIME_SLICE_INSNS)
+                if exit_ is not None:
+                    self.stats.exits[exit_.reason.value] += 1
+                    return exit_
         finally:
             self._lock.release()
 

@@ -51,7 +51,8 @@ class VcpuServices:
     """What the generic vCPU lends its backend half.
 
     `stats` is the vCPU's counter set: the backend counts its lightweight
-    exits in `stats.traps` and may set `stats.jit_source`. `wait_for_wakeup`
+    exits in `stats.traps`, sets `stats.instructions_source` to read the
+    guest instructions its core retired, and may set `stats.jit_source`. `wait_for_wakeup`
     is how a backend sleeps while the guest waits for an interrupt (see
     `WaitForWakeup`).
     """
@@ -161,11 +162,10 @@ class ArchVcpu(Protocol):
         exit = arch.run(budget)      # None: nothing for the VMM, go on
 
     so `run` is called once per root-level event and must not do more than
-    enter the guest and handle what made it leave.
+    enter the guest and handle what made it leave. (Counting is the
+    backend's: lightweight exits in `stats.traps`, retired instructions
+    through `stats.instructions_source`.)
     """
-
-    instructions: int
-    """Guest instructions this vCPU has retired so far (read before and after `run`)."""
 
     def run(self, budget: int) -> Exit | None:
         """Run the guest for at most about `budget` instructions.

@@ -172,6 +172,7 @@ class MipsVm:
 
         host = self.host
         cpu = Cpu(host.phys, services.vcpu_id)
+        services.stats.instructions_source = lambda: cpu.icount
         if host.jit.enabled:
             try:
                 from kvmpy.arch.mips.hw.jit import SharedTranslator
@@ -223,10 +224,6 @@ class MipsVcpu:
         self.complete_pending = impl.complete_pending
         self.kick = cpu.kick
         self.flush_mappings = impl.flush_root_tlb
-
-    @property
-    def instructions(self) -> int:
-        return self.cpu.icount
 
     def run(self, budget: int) -> Exit | None:
         impl = self.impl
