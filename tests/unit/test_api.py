@@ -311,8 +311,11 @@ def test_interrupt_line_reaches_the_guest(backend_case):
     g = start(backend_case, [Pause(), WaitForIrq(irq)])
     g.run_until(PAUSE_GPA)
     threading.Timer(0.1, g.vm.irq_line, (irq, True)).start()
-    writes = mmio_writes(g.run_until(IRQ_SEEN_GPA))
-    assert writes[-1] == (IRQ_SEEN_GPA, g.to_bytes(irq, 4))
+    watchdog = threading.Timer(20, g.vcpu.kick)  # a lost interrupt fails the test instead of hanging it
+    watchdog.start()
+    exits = g.run_until(IRQ_SEEN_GPA)
+    watchdog.cancel()
+    assert mmio_writes(exits)[-1:] == [(IRQ_SEEN_GPA, g.to_bytes(irq, 4))], exits[-3:]
 
 
 def test_interrupt_errors(backend_case):
