@@ -1,4 +1,9 @@
-"""Shared fixtures: the bare-metal test guests (built once per session) and QEMU.
+"""Shared fixtures: hypervisor backend cases, the bare-metal test guests (built once per session), QEMU.
+
+`backend_case` runs a test once per backend and VM type of the tree, each
+with its tiny-guest builder (tests/contract_guests.py): the KVM API
+contract in tests/unit/test_api.py uses it, so a new architecture runs the
+contract by adding its case there.
 
 A missing cross toolchain or QEMU skips the tests that need them on a
 developer machine, but fails them under CI (``CI`` set to a true value),
