@@ -54,7 +54,7 @@ def main() -> None:
     with contextlib.suppress(_Done):
         machine.run()
     cpu_s = time.process_time() - start
-    icount = machine.vcpu.cpu.icount
+    icount = machine.vcpu.stats.instructions
     rate = icount / cpu_s / 1e6
     print(f"{name}: {icount} guest instructions, {cpu_s:.2f} s CPU, {rate:.1f} M/s", file=sys.stderr)
 

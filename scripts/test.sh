@@ -11,4 +11,5 @@ bash scripts/install-test-deps.sh
 python3 scripts/check-clean-install.py
 python3 -m pip install --quiet --root-user-action=ignore --disable-pip-version-check -e '.[test]'
 python3 -m ruff check kvmpy tests benchmarks scripts
+lint-imports  # the layer contracts in pyproject.toml ([tool.importlinter])
 python3 -m pytest -q -ra "$@"

@@ -1,4 +1,9 @@
-"""Shared fixtures: the bare-metal test guests (built once per session) and QEMU.
+"""Shared fixtures: hypervisor backend cases, the bare-metal test guests (built once per session), QEMU.
+
+`backend_case` runs a test once per backend and VM type of the tree, each
+with its tiny-guest builder (tests/contract_guests.py): the KVM API
+contract in tests/unit/test_api.py uses it, so a new architecture runs the
+contract by adding its case there.
 
 A missing cross toolchain or QEMU skips the tests that need them on a
 developer machine, but fails them under CI (``CI`` set to a true value),
@@ -16,7 +21,14 @@ from typing import NoReturn
 import pytest
 
 from tests import qemu_ref
+from tests.contract_guests import BackendCase, backend_cases
 from tests.guests.build import DEFAULT_OUT_DIR, GUESTS_BY_NAME, ToolchainMissingError, build_all
+
+
+@pytest.fixture(params=backend_cases(), ids=lambda case: case.name)
+def backend_case(request: pytest.FixtureRequest) -> BackendCase:
+    """Each hypervisor backend and VM type in turn, with its tiny-guest builder (the KVM API contract)."""
+    return request.param
 
 
 def _in_ci() -> bool:

@@ -55,3 +55,13 @@ class RunError(KvmError):
 
 class EnableCapError(KvmError):
     """KVM_ENABLE_CAP with a capability or argument the VM does not support."""
+
+
+class UnknownArchitectureError(KvmError):
+    """`Kvm(arch=...)` named an architecture no backend is registered for (see kvmpy.kvm.backends)."""
+
+    errno_name = "ENODEV"
+
+
+class InterruptError(KvmError, ValueError):
+    """KVM_INTERRUPT / KVM_IRQ_LINE with an interrupt number the architecture does not have."""

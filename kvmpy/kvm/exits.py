@@ -13,6 +13,12 @@ union is the `Exit` type alias. A VMM dispatches with `match`:
 Exits that need an answer (an MMIO read's data, a hypercall's return value)
 are completed by filling the exit object's fields before the next `run()`,
 exactly as QEMU fills `kvm_run->mmio.data` before re-entering.
+
+The set is closed: a backend returns only these types. Some exist for one
+family of architectures only, as in Linux: `IoExit` (port I/O, x86),
+`DcrExit` (device control registers, PowerPC Book E) and `PaprHcallExit`
+(PAPR hypercalls, POWER). A VMM handles the generic ones the same way for
+every machine and passes the architecture's own to its board.
 """
 
 from __future__ import annotations
@@ -31,18 +37,24 @@ class ExitReason(Enum):
     DEBUG = "debug"
     INTERNAL_ERROR = "internal_error"
     INTR = "intr"
+    DCR = "dcr"
+    PAPR_HCALL = "papr_hcall"
 
 
 @dataclass(slots=True)
 class MmioExit:
     """KVM_EXIT_MMIO: the guest accessed a guest-physical address that is not RAM.
 
-    `phys_addr` is the guest physical address, `length` 1, 2 or 4 bytes.
-    For a write, `data` holds the bytes written (little-endian, as in
-    memory). For a read, the VMM must fill `data` (exactly `length` bytes)
-    before the next `run()`; the hypervisor then writes the value into the
-    destination register and resumes after the faulting instruction (branch
-    delay slots included).
+    `phys_addr` is the guest physical address, `length` 1, 2, 4 or 8 bytes.
+    `data` holds bytes in the order they have in guest memory, as Linux's
+    `kvm_run.mmio.data`: for a write, the bytes the guest stored; for a
+    read, the VMM must fill `data` (exactly `length` bytes) before the next
+    `run()`, and the hypervisor loads them into the destination register as
+    the guest's load instruction would (with the guest's byte order and sign
+    extension), then resumes after the faulting instruction (branch delay
+    slots included). What the bytes mean as a number is the device's
+    business: a device knows its own register byte order, the hypervisor
+    does not.
     """
 
     phys_addr: int
@@ -54,7 +66,13 @@ class MmioExit:
 
 @dataclass(slots=True)
 class IoExit:
-    """KVM_EXIT_IO: port I/O. MIPS has none; the value exists for the x86 backend."""
+    """KVM_EXIT_IO: an access to the I/O port space (x86 in/out), separate from memory.
+
+    `port` is the port number, `size` 1, 2 or 4 bytes. `data` holds the
+    bytes written, or receives the bytes read (filled by the VMM before the
+    next `run()`), in the guest's memory byte order as for `MmioExit`.
+    Architectures without port I/O (MIPS, PowerPC) never return it.
+    """
 
     port: int
     size: int
@@ -67,8 +85,10 @@ class IoExit:
 class HypercallExit:
     """KVM_EXIT_HYPERCALL: a hypercall the hypervisor does not handle itself.
 
-    `nr` is the call number (v0), `args` the arguments (a0..a3). The VMM sets
-    `ret`, which the guest receives in v0 when the vCPU next runs.
+    `nr` is the call number, `args` the arguments, in the registers the
+    architecture's convention names (MIPS: v0 and a0..a3). The VMM sets
+    `ret`, which the guest receives in the result register (MIPS: v0) when
+    the vCPU next runs.
     """
 
     nr: int
@@ -78,12 +98,44 @@ class HypercallExit:
 
 
 @dataclass(slots=True)
+class DcrExit:
+    """KVM_EXIT_DCR: a PowerPC Book E `mfdcr`/`mtdcr` the hypervisor left to the VMM.
+
+    Device control registers are a bus of their own on the 440 (numbered
+    `dcrn`, 32 bits each), beside memory. For a write (`is_write`), `data`
+    is the value written. For a read, the VMM sets `data` before the next
+    `run()`; the guest receives it in the instruction's target register.
+    """
+
+    dcrn: int
+    is_write: bool
+    data: int = 0
+    reason: ExitReason = field(default=ExitReason.DCR, init=False)
+
+
+@dataclass(slots=True)
+class PaprHcallExit:
+    """KVM_EXIT_PAPR_HCALL: a PAPR hypercall (POWER `sc 1`) the hypervisor left to the VMM.
+
+    `nr` is the hypercall number (the guest's r3), `args` its arguments (r4
+    onwards). The VMM sets `ret` (the H_* status), which the guest receives
+    in r3 when the vCPU next runs.
+    """
+
+    nr: int
+    args: tuple[int, ...]
+    ret: int = 0
+    reason: ExitReason = field(default=ExitReason.PAPR_HCALL, init=False)
+
+
+@dataclass(slots=True)
 class HaltExit:
     """KVM_EXIT_HLT: the guest waits for an interrupt that nothing can deliver.
 
     The hypervisor blocks a waiting vCPU by itself while a timer or an
     interrupt line can wake it; this exit means the guest masked every
-    interrupt source and then executed WAIT.
+    interrupt source and then waited (MIPS `wait`, PowerPC MSR[WE], x86 `hlt`).
+    `pc` is where the guest resumes.
     """
 
     pc: int
@@ -92,7 +144,7 @@ class HaltExit:
 
 @dataclass(slots=True)
 class ShutdownExit:
-    """KVM_EXIT_SYSTEM_EVENT(SHUTDOWN): the guest asked to power off (hypercall EXIT_VM)."""
+    """KVM_EXIT_SYSTEM_EVENT(SHUTDOWN): the guest asked to power off (e.g. a hypercall)."""
 
     why: str
     reason: ExitReason = field(default=ExitReason.SHUTDOWN, init=False)
@@ -108,7 +160,7 @@ class ResetExit:
 
 @dataclass(slots=True)
 class DebugExit:
-    """KVM_EXIT_DEBUG: the guest hit a debug breakpoint (SDBBP) at `pc`.
+    """KVM_EXIT_DEBUG: the guest hit a debug breakpoint (e.g. MIPS SDBBP) at `pc`.
 
     The next `run()` resumes after the breakpoint instruction.
     """
@@ -140,6 +192,8 @@ class InterruptedExit:
 Exit = (
     MmioExit
     | IoExit
+    | DcrExit
+    | PaprHcallExit
     | HypercallExit
     | HaltExit
     | ShutdownExit

@@ -1,11 +1,13 @@
 """Guest memory slots: guest-physical ranges backed by host (VMM) memory.
 
-This is the hypervisor's half of KVM_SET_USER_MEMORY_REGION. A slot maps
+This is the generic half of KVM_SET_USER_MEMORY_REGION: the slot table, the
+checks Linux applies, the dirty log and read-only slots. A slot maps
 `[gpa, gpa + size)` onto a host buffer the VMM owns (an mmap). The
-hypervisor "pins" it: it gives the buffer a host-physical address range and
-attaches it to the simulated hardware's physical memory, so root TLB entries
-can point guest-physical pages at it. The buffer is never copied; the VMM's
-devices and the guest see the same bytes.
+architecture backend "pins" it (`ArchVm.prepare_memory_region`): a backend on
+a simulated host attaches the buffer to that host's physical memory and
+records where in `MemorySlot.hpa`, so its second-stage translations can point
+guest-physical pages at it. The buffer is never copied; the VMM's devices and
+the guest see the same bytes.
 """
 
 from __future__ import annotations
@@ -21,10 +23,6 @@ from kvmpy.kvm.errors import (
 
 PAGE_SIZE = 4096
 MAX_SLOTS = 32
-# Host physical addresses the simulated core can name (EntryLo PFN: 20 bits).
-HPA_SPACE = 1 << 32
-# Root-TLB large pages need gpa and hpa congruent modulo the largest page pair.
-HPA_ALIGN = 512 << 20
 
 
 class MemFlags(IntFlag):
@@ -37,12 +35,14 @@ class MemFlags(IntFlag):
 
 @dataclass(eq=False)
 class MemorySlot:
+    """One memory slot. `hpa` is where the backend's host placed `buffer` (0 until it did)."""
+
     slot: int
     flags: MemFlags
     gpa: int
     size: int
     buffer: memoryview
-    hpa: int
+    hpa: int = 0
     dirty: bytearray = field(default_factory=bytearray)
 
     @property
@@ -70,35 +70,15 @@ def dirty_pages(bitmap: bytes) -> list[int]:
     return [i * 8 + b for i, byte in enumerate(bitmap) if byte for b in range(8) if byte & (1 << b)]
 
 
-class HostPhysAllocator:
-    """Hands out host-physical ranges for slots, keeping hpa == gpa modulo HPA_ALIGN."""
-
-    def __init__(self, space: int = HPA_SPACE) -> None:
-        self._space = space
-        self._used: list[tuple[int, int]] = []
-
-    def allocate(self, gpa: int, size: int) -> int:
-        offset = gpa % HPA_ALIGN
-        base = 0
-        while base + offset + size <= self._space:
-            hpa = base + offset
-            if all(hpa + size <= s or hpa >= s + n for s, n in self._used):
-                self._used.append((hpa, size))
-                return hpa
-            base += HPA_ALIGN
-        raise MemoryRegionError(
-            f"no host physical space left for {size >> 20} MiB "
-            f"(the simulated host addresses {self._space >> 30} GiB)"
-        )
-
-    def free(self, hpa: int) -> None:
-        self._used = [(s, n) for s, n in self._used if s != hpa]
-
-
 class SlotTable:
-    """The set of memory slots of one VM, with the checks Linux applies."""
+    """The set of memory slots of one VM, with the checks Linux applies.
 
-    def __init__(self) -> None:
+    `gpa_space_bytes` is the size of the VM's guest physical address space
+    (the architecture's, e.g. 4 GiB for MIPS32): no slot may reach beyond it.
+    """
+
+    def __init__(self, gpa_space_bytes: int = 1 << 32) -> None:
+        self.gpa_space_bytes = gpa_space_bytes
         self._slots: dict[int, MemorySlot] = {}
         # sorted by gpa for lookup; rebuilt on every change (changes are rare)
         self._ordered: list[MemorySlot] = []
@@ -115,8 +95,10 @@ class SlotTable:
                 return s
         return None
 
-    @staticmethod
-    def validate(slot: int, flags: int, gpa: int, size: int, buffer: object | None) -> memoryview | None:
+    def validate(
+        self, slot: int, flags: int, gpa: int, size: int, buffer: object | None
+    ) -> memoryview | None:
+        """Check KVM_SET_USER_MEMORY_REGION's arguments; the slot's bytes, or None to delete."""
         if not 0 <= slot < MAX_SLOTS:
             raise MemoryRegionError(f"slot {slot} out of range 0..{MAX_SLOTS - 1}")
         if flags & ~int(MemFlags.LOG_DIRTY_PAGES | MemFlags.READONLY):
@@ -127,8 +109,11 @@ class SlotTable:
             )
         if gpa < 0 or size < 0:
             raise MemoryRegionError("negative address or size")
-        if gpa + size > 1 << 32:
-            raise MemoryRegionError(f"slot {gpa:#x}+{size:#x} goes beyond the 32-bit guest physical space")
+        if gpa + size > self.gpa_space_bytes:
+            raise MemoryRegionError(
+                f"slot {gpa:#x}+{size:#x} goes beyond the guest physical space "
+                f"({self.gpa_space_bytes:#x} bytes)"
+            )
         if size == 0:
             return None
         if buffer is None:

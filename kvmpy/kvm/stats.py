@@ -18,10 +18,17 @@ class VcpuStats:
 
     exits: Counter[str] = field(default_factory=Counter)
     traps: Counter[str] = field(default_factory=Counter)
-    instructions: int = 0
     halted_ns: int = 0
+    # where the guest instructions retired so far are read from (the backend's
+    # core keeps the count, so the run loop does no bookkeeping per exit)
+    instructions_source: Callable[[], int] | None = None
     # where the core's block translator counters are read from (None: no translator)
     jit_source: Callable[[], dict[str, int]] | None = None
+
+    @property
+    def instructions(self) -> int:
+        """Guest instructions this vCPU has executed, read now."""
+        return self.instructions_source() if self.instructions_source is not None else 0
 
     @property
     def jit(self) -> Counter[str]:

@@ -65,7 +65,7 @@ def test_guest_matches_qemu(guest, mode, engine, elfs, qemu_reference):
     out, reason, machine = run_kvmpy(elf, guest.timeout_s, mode, ENGINES[engine])
     if engine == "jit":
         # the guests print in loops, so most of their instructions run translated
-        stats = machine.vcpu.cpu.jit_stats()
+        stats = machine.vcpu.stats.jit
         assert stats["jit_insns"] > stats["interpreted_insns"], stats
     assert reason == StopReason.RESET, f"guest did not finish by writing SOFTRES: {reason}"
     assert out.rstrip().endswith(b"EXIT 0"), out.decode(errors="replace")[-2000:]

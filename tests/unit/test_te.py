@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmpy.arch.mips.te.tlb import ELO_D, ELO_G, ELO_V, GuestTlb
+from kvmpy.arch.mips.uapi import Cap, VmType
 from kvmpy.kvm import (
-    Cap,
     DebugExit,
     EnableCapError,
     HaltExit,
@@ -29,7 +29,6 @@ from kvmpy.kvm import (
     Kvm,
     MmioExit,
     ShutdownExit,
-    VmType,
 )
 from tests.asm import assemble
 

@@ -59,7 +59,8 @@ UNCACHED = 2 << 3  # EntryLo.C: uncached
 # Page sizes a root TLB pair may use, largest first: (PageMask, bytes per page)
 PAGE_SIZES = [(((1 << s) - 1) & ~0x1FFF & MAX_PAGE_MASK, 1 << (s - 1)) for s in range(29, 12, -2)]
 
-WaitForWakeup = Callable[[float | None], str | None]
+# kvmpy.kvm.backend.WaitForWakeup: sleep until woken or timed out; True if a kick asks run() to return
+WaitForWakeup = Callable[[float | None], bool]
 
 
 def reg_sel(name: Cp0) -> tuple[int, int]:
@@ -119,7 +120,12 @@ class _PendingHypercall:
 
 
 class RootEventHandler(ABC):
-    """The mode-independent half of a MIPS vCPU backend (see kvm.api.ArchVcpu)."""
+    """The mode-independent half of a MIPS vCPU (kvmpy.arch.mips.backend.MipsVcpu drives it).
+
+    Per time slice the backend calls `enter(budget)` (run the core) and,
+    unless the core was only kicked, `handle(stop)`, which returns an exit
+    for the VMM or None to go on.
+    """
 
     def __init__(
         self, cpu: Cpu, slots: SlotTable, vcpu_id: int, stats: VcpuStats, wait_for_wakeup: WaitForWakeup
@@ -304,7 +310,7 @@ class RootEventHandler(ABC):
                     return None
                 if not status & 0xFF00:
                     return HaltExit(pc=self.pc)
-                if self._wait_for_wakeup(timer_s) == "kick":
+                if self._wait_for_wakeup(timer_s):
                     return None
         finally:
             self.stats.halted_ns += time.monotonic_ns() - start

@@ -27,8 +27,8 @@ import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvmpy.arch.mips.regs import CP0_ID_BY_NAME
-from kvmpy.kvm import Cap, JitSettings, Kvm, KvmError, Vcpu, VmType
+from kvmpy.arch.mips.uapi import CP0_ID_BY_NAME, Cap, VmType
+from kvmpy.kvm import JitSettings, Kvm, KvmError, Vcpu
 from kvmpy.vmm.bus import Bus
 from kvmpy.vmm.devices.gt64120 import GT64120_ISD_GPA, GT64120_REGS_BYTES, Gt64120
 from kvmpy.vmm.devices.malta_fpga import (

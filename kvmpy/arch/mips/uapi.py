@@ -1,8 +1,14 @@
-"""KVM_GET/SET_ONE_REG identifiers for MIPS, with Linux's encoding.
+"""The MIPS part of the KVM API: VM types, capabilities, registers (Linux: arch/mips/include/uapi).
 
-An id is `KVM_REG_MIPS | size | group | index` (Linux uapi asm/kvm.h):
-general registers are group 0 (index 0..31, 32 = HI, 33 = LO, 34 = PC),
-CP0 registers group 1 with index `8 * reg + sel`, and KVM's own control
+This is what a VMM may import from `kvmpy.arch.mips` (the import-linter
+contract in pyproject.toml allows this module and nothing else there): plain
+constants and data classes, no simulated hardware, so importing it needs
+nothing compiled.
+
+KVM_GET/SET_ONE_REG ids use Linux's encoding. An id is
+`KVM_REG_MIPS | size | group | index` (Linux uapi asm/kvm.h): general
+registers are group 0 (index 0..31, 32 = HI, 33 = LO, 34 = PC), CP0
+registers group 1 with index `8 * reg + sel`, and KVM's own control
 registers group 2. 32-bit CP0 registers use KVM_REG_SIZE_U32 ids; the ones
 Linux declares `unsigned long` (EntryHi, EPC, BadVAddr...) use U64 ids, as
 QEMU expects.
@@ -11,6 +17,27 @@ QEMU expects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class VmType(IntEnum):
+    """KVM_CREATE_VM machine types for MIPS (Linux: KVM_VM_MIPS_*)."""
+
+    AUTO = 0  # the default: VZ
+    VZ = 1  # the guest runs in the core's guest mode (hardware virtualization)
+    TE = 2  # trap and emulate: the guest kernel runs in host user mode (the guest sees a 24Kc)
+
+
+class Cap(IntEnum):
+    """KVM_CHECK_EXTENSION / KVM_ENABLE_CAP capabilities only MIPS has (generic ones: kvmpy.kvm.Cap)."""
+
+    MIPS_VZ = 137
+    MIPS_TE = 138
+    # kvmpy's own: trap-and-emulate guests get trapped CP0 instructions
+    # rewritten into commpage loads/stores (Linux: CONFIG_KVM_MIPS_DYN_TRANS);
+    # KVM_ENABLE_CAP with 0 turns that off on a TE VM, for measurements.
+    MIPS_TE_DYNTRANS = 0x10001
+
 
 KVM_REG_MIPS = 0x7000000000000000
 KVM_REG_SIZE_U32 = 0x0020000000000000
