@@ -253,7 +253,7 @@ cdef class Cpu:
     # block translation: off unless enable_jit() gave a translator
     cdef int jit_on
     cdef uint32_t jit_threshold     # executions of a block start before it is translated
-    cdef object jit                 # the translator (jit.Translator)
+    cdef object jit                 # the translator (kvmpy.sim.translate.Translator)
     cdef JitCtx jctx
     cdef JitEntry* jt               # JT_SIZE entries, allocated by enable_jit()
     cdef object _jt_storage
@@ -486,7 +486,7 @@ cdef class Cpu:
 
     # ------------------------------------------------------------ block translation
     def enable_jit(self, translator, uint32_t threshold=1000, bint background=False):
-        """Translate block starts executed `threshold` times with `translator` (jit.Translator).
+        """Translate block starts executed `threshold` times with `translator` (kvmpy.sim.translate.Translator).
 
         With `background`, a hot block is handed to `translator.request()`
         and the core goes on interpreting; the translation is installed at
