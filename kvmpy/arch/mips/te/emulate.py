@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvmpy.arch.mips.hw.defs import Cause, Cp0, EntryLo, ExcCode, Status
+from kvmpy.arch.mips.hw.defs import Cause, Cp0, Ctx, EntryLo, ExcCode, Status
+from kvmpy.arch.mips.hypervisor import reg_sel
 from kvmpy.arch.mips.te import dyntrans
 from kvmpy.arch.mips.te.cp0 import (
     CAUSE_SW_WRITABLE,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from kvmpy.arch.mips.te.vcpu import TeVcpu
 
 M32 = 0xFFFFFFFF
+_R_USERLOCAL = reg_sel(Cp0.USERLOCAL)
 _TLB_EXCEPTIONS = (ExcCode.TLBL, ExcCode.TLBS, ExcCode.MOD)
 # Statistics keys per CP0 register, made once: traps are counted on the hot path.
 _MFC0_KEY = tuple(f"emul_mfc0.{reg_name(i)}" for i in range(256))
@@ -299,7 +301,7 @@ def write_cp0(vcpu: TeVcpu, index: int, value: int) -> None:
         vcpu.mmu.sync_host_mode()
     elif index == Cp0.USERLOCAL:
         v[Cp0.USERLOCAL] = value
-        vcpu.cpu.cp0_write(0, Cp0.USERLOCAL >> 3, Cp0.USERLOCAL & 7, value)
+        vcpu.cpu.cp0_write(Ctx.ROOT, *_R_USERLOCAL, value)
     elif index == Cp0.HWRENA:
         vcpu.cp0.store(index, value)
         vcpu.mmu.sync_hwrena()
