@@ -17,7 +17,15 @@ largest configuration) and UserLocal.
 
 from __future__ import annotations
 
-from kvmpy.arch.mips.hw.defs import Cause, Cp0, Status
+from kvmpy.arch.mips.hw import defs
+
+# The hardware constants (hw/defs.pxd) as plain ints for the TE modules: the
+# trap path looks them up constantly (see defs.plain).
+Cp0 = defs.plain(defs.Cp0)
+Status = defs.plain(defs.Status)
+Cause = defs.plain(defs.Cause)
+EntryLo = defs.plain(defs.EntryLo)
+Ctx = defs.plain(defs.Ctx)
 
 COMMPAGE_SIZE = 4096
 # The commpage sits at the top of kseg3, the lowest address a load with base
@@ -80,7 +88,7 @@ REWRITABLE_WRITES = frozenset(
 
 def reg_name(index: int) -> str:
     if index in GUEST_CP0:
-        return Cp0(index).name
+        return defs.Cp0(index).name
     return f"r{index >> 3}s{index & 7}"
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvmpy.arch.mips.hw.defs import Cause, Cp0, Ctx, EntryLo, ExcCode, Status
+from kvmpy.arch.mips.hw.defs import ExcCode
 from kvmpy.arch.mips.hypervisor import reg_sel
 from kvmpy.arch.mips.te import dyntrans
 from kvmpy.arch.mips.te.cp0 import (
@@ -25,6 +25,11 @@ from kvmpy.arch.mips.te.cp0 import (
     REWRITABLE_READS,
     REWRITABLE_WRITES,
     STATUS_WRITABLE,
+    Cause,
+    Cp0,
+    Ctx,
+    EntryLo,
+    Status,
     reg_name,
 )
 from kvmpy.kvm.exits import Exit, InternalErrorExit

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvmpy.arch.mips.hw.cpu import Cpu
-from kvmpy.arch.mips.hw.defs import Cp0, Ctx, EntryLo, ExcCode, Status
+from kvmpy.arch.mips.hw.defs import ExcCode
 from kvmpy.arch.mips.hypervisor import CACHEABLE, UNCACHED, reg_sel, slot_tlb_pair
-from kvmpy.arch.mips.te.cp0 import COMMPAGE_GVA, guest_kernel_mode
+from kvmpy.arch.mips.te.cp0 import COMMPAGE_GVA, Cp0, Ctx, EntryLo, Status, guest_kernel_mode
 from kvmpy.arch.mips.te.fastpath import FastTraps
 from kvmpy.arch.mips.te.tlb import GuestTlb
 from kvmpy.kvm.memory import MemFlags, MemorySlot, SlotTable

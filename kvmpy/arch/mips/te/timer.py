@@ -10,8 +10,8 @@ and the vCPU turns its firing into the guest's Cause.TI.
 from __future__ import annotations
 
 from kvmpy.arch.mips.hw.cpu import Cpu
-from kvmpy.arch.mips.hw.defs import Cause, Cp0, Ctx
 from kvmpy.arch.mips.hypervisor import reg_sel
+from kvmpy.arch.mips.te.cp0 import Cause, Cp0, Ctx
 from kvmpy.arch.mips.te.fastpath import FastTraps
 
 M32 = 0xFFFFFFFF

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kvmpy.arch.mips.hw.defs import EntryLo
+from kvmpy.arch.mips.te.cp0 import EntryLo
 
 ASID_MASK = 0xFF
 

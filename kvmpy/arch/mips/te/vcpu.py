@@ -28,10 +28,19 @@ from __future__ import annotations
 import random
 
 from kvmpy.arch.mips.hw.cpu import Cpu
-from kvmpy.arch.mips.hw.defs import Cause, Cp0, Ctx, ExcCode, Status, Stop
+from kvmpy.arch.mips.hw.defs import ExcCode, Stop
 from kvmpy.arch.mips.hypervisor import RootEventHandler, WaitForWakeup, reg_sel
 from kvmpy.arch.mips.te import emulate
-from kvmpy.arch.mips.te.cp0 import GUEST_TLB_ENTRIES, STATUS_WRITABLE, TIMER_IP, VirtualCp0
+from kvmpy.arch.mips.te.cp0 import (
+    GUEST_TLB_ENTRIES,
+    STATUS_WRITABLE,
+    TIMER_IP,
+    Cause,
+    Cp0,
+    Ctx,
+    Status,
+    VirtualCp0,
+)
 from kvmpy.arch.mips.te.fastpath import FastTraps
 from kvmpy.arch.mips.te.mmu import NoRam, TeMmu
 from kvmpy.arch.mips.te.timer import GuestTimer

@@ -12,14 +12,19 @@ interrupts and CP0 accesses, happens in hardware without us.
 from __future__ import annotations
 
 from kvmpy.arch.mips.decode import is_cache, is_wait, mtc0_target
+from kvmpy.arch.mips.hw import defs
 from kvmpy.arch.mips.hw.cpu import Cpu
-from kvmpy.arch.mips.hw.defs import Cause, Cp0, Ctx, ExcCode, GExcCode, GuestCtl0, Status, Stop
+from kvmpy.arch.mips.hw.defs import Cp0, Ctx, ExcCode, GExcCode, Stop
 from kvmpy.arch.mips.hypervisor import RootEventHandler, WaitForWakeup, reg_sel, slot_tlb_pair
 from kvmpy.kvm.exits import Exit, InternalErrorExit
 from kvmpy.kvm.memory import MemFlags, MemorySlot, SlotTable
 from kvmpy.kvm.stats import VcpuStats
 
 _reg = reg_sel
+# Register bits as plain ints: exits look them up (see defs.plain)
+Cause = defs.plain(defs.Cause)
+GuestCtl0 = defs.plain(defs.GuestCtl0)
+Status = defs.plain(defs.Status)
 
 
 class VzVcpu(RootEventHandler):
