@@ -5,6 +5,7 @@ from setuptools import Extension, setup
 
 extensions = [
     Extension("kvmpy.sim.physmem", ["kvmpy/sim/physmem.pyx"], extra_compile_args=["-O2"]),
+    Extension("kvmpy.arch.mips.hw.defs", ["kvmpy/arch/mips/hw/defs.pyx"], extra_compile_args=["-O2"]),
     Extension(
         "kvmpy.arch.mips.hw.cpu",
         ["kvmpy/arch/mips/hw/cpu.pyx"],

@@ -25,6 +25,7 @@ from kvmpy.arch.mips.hw.cpu import Cpu
 from kvmpy.arch.mips.hw.defs import Cp0, Ctx, ExcCode, Stop
 from kvmpy.kvm import CreateVcpuError, JitSettings, Kvm
 from kvmpy.sim.physmem import PhysicalMemory
+from kvmpy.sim.translate import Translator
 from tests.asm import assemble
 
 RESET = 0xBFC00000
@@ -35,7 +36,7 @@ COUNTER = 22                   # s6: the loop counter
 
 
 @pytest.fixture(scope="module")
-def translator() -> jit.Translator:
+def translator() -> Translator:
     return jit.shared_translator()
 
 
@@ -154,7 +155,7 @@ def final_state(cpu: Cpu, ram: mmap.mmap, stop: Stop) -> tuple:
             bytes(ram[0x1000:0x1200]))
 
 
-def run_both(words: list[int], translator: jit.Translator, budget: int = 100_000) -> tuple[tuple, tuple, Cpu]:
+def run_both(words: list[int], translator: Translator, budget: int = 100_000) -> tuple[tuple, tuple, Cpu]:
     cpu, ram = boot(words)
     interpreted = final_state(cpu, ram, cpu.run(budget))
     cpu, ram = boot(words)
@@ -355,7 +356,7 @@ def test_jit_settings_reject_a_threshold_below_one():
 
 
 def test_the_translator_thread_finishes_its_work_and_stops():
-    translator = jit.Translator()
+    translator = Translator(jit.MipsFrontEnd())
     delivered = []
     code = b"".join(w.to_bytes(4, "little") for w in (i_type(9, 8, 8, 1), i_type(5, 8, 0, -2), 0))
     translator.request(0x80000000, code, delivered.append)

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmpy.arch.mips.te.tlb import ELO_D, ELO_G, ELO_V, GuestTlb
+from kvmpy.arch.mips.hw.defs import EntryLo
+from kvmpy.arch.mips.te.tlb import GuestTlb
 from kvmpy.arch.mips.uapi import Cap, VmType
 from kvmpy.kvm import (
     DebugExit,
@@ -129,7 +130,7 @@ COMMPAGE_EBASE = -0x8000 + (15 * 8 + 1) * 4
 USER_SETUP = PROLOGUE + f"""
     li    $t0, 0x00400000
     mtc0  $t0, $10          # EntryHi: VPN2, ASID 0
-    li    $t0, {(0x3000 >> 12) << 6 | ELO_C2 | ELO_D | ELO_V:#x}
+    li    $t0, {(0x3000 >> 12) << 6 | ELO_C2 | EntryLo.D | EntryLo.V:#x}
     mtc0  $t0, $2
     mtc0  $zero, $3
     mtc0  $zero, $5
@@ -175,9 +176,9 @@ def map_kseg2_page(gpa: int) -> str:
     return f"""
     lui   $t0, 0xc000
     mtc0  $t0, $10
-    li    $t0, {(gpa >> 12) << 6 | ELO_C2 | ELO_D | ELO_V | ELO_G:#x}
+    li    $t0, {(gpa >> 12) << 6 | ELO_C2 | EntryLo.D | EntryLo.V | EntryLo.G:#x}
     mtc0  $t0, $2
-    li    $t0, {ELO_G:#x}
+    li    $t0, {EntryLo.G:#x}
     mtc0  $t0, $3
     mtc0  $zero, $5
     mtc0  $zero, $0
@@ -240,17 +241,17 @@ def test_host_asids_are_recycled_when_the_guest_uses_more_than_the_host_has():
 # ---------------------------------------------------------------- the guest TLB model
 def test_guest_tlb_lookup_asid_global_and_page_sizes():
     tlb = GuestTlb(16)
-    lo_even = (0x123 << 6) | ELO_V | ELO_D
+    lo_even = (0x123 << 6) | EntryLo.V | EntryLo.D
     tlb.write(3, 0x00400000 | 5, 0, lo_even, 0)
     hit = tlb.lookup(0x00400ABC, 5)
     assert hit is not None and hit.valid and hit.dirty and hit.gpa == 0x123ABC and hit.index == 3
     assert tlb.lookup(0x00400ABC, 6) is None  # other ASID: refill
     odd = tlb.lookup(0x00401000, 5)
     assert odd is not None and not odd.valid  # odd page invalid: TLB invalid
-    tlb.write(4, 0x10000000 | 9, 0, (0x200 << 6) | ELO_V | ELO_G, ELO_G)
+    tlb.write(4, 0x10000000 | 9, 0, (0x200 << 6) | EntryLo.V | EntryLo.G, EntryLo.G)
     assert tlb.lookup(0x10000004, 77).gpa == 0x200004  # global: any ASID
     # 16 KiB pages (PageMask 0x6000): the odd page starts 16 KiB in
-    tlb.write(5, 0x20000000, 0x6000, (0x300 << 6) | ELO_V, (0x400 << 6) | ELO_V)
+    tlb.write(5, 0x20000000, 0x6000, (0x300 << 6) | EntryLo.V, (0x400 << 6) | EntryLo.V)
     assert tlb.lookup(0x20003FFC, 0).gpa == 0x303FFC
     assert tlb.lookup(0x20004008, 0).gpa == 0x400008
     assert tlb.probe(0x20006000) == 5 and tlb.probe(0x00400000 | 6) == -1
@@ -258,18 +259,11 @@ def test_guest_tlb_lookup_asid_global_and_page_sizes():
 
 def test_guest_tlb_overwrite_returns_the_shadows_to_drop():
     tlb = GuestTlb(4)
-    tlb.write(1, 0x00400000, 0, (1 << 6) | ELO_V, 0)
+    tlb.write(1, 0x00400000, 0, (1 << 6) | EntryLo.V, 0)
     tlb.entries[1].shadows.add(0x00400000 | 7)
-    stale = tlb.write(1, 0x00800000, 0, (2 << 6) | ELO_V, 0)
+    stale = tlb.write(1, 0x00800000, 0, (2 << 6) | EntryLo.V, 0)
     assert stale == {0x00400000 | 7}
     assert tlb.lookup(0x00400000, 0) is None and tlb.lookup(0x00800000, 0).gpa == 0x2000
-
-
-def test_fast_path_constants_mirror_the_virtual_cp0():
-    from kvmpy.arch.mips.te import cp0, fastpath
-
-    assert fastpath.MIRRORED == {"STATUS_WRITABLE": cp0.STATUS_WRITABLE, "R_STATUS": cp0.R.STATUS,
-                                 "R_CAUSE": cp0.R.CAUSE}
 
 
 def test_compiled_fast_path_emulates_di_ei_status_and_count_like_python():
@@ -325,8 +319,8 @@ def test_guest_tlb_index_agrees_with_a_linear_search(writes, probes):
     # entry whose VPN2 (under its PageMask) and ASID (unless global) match.
     tlb = GuestTlb(16)
     for index, vpn2, asid, mask, is_global in writes:
-        g = ELO_G if is_global else 0
-        tlb.write(index, vpn2 | asid, mask, (index << 6) | ELO_V | g, ((index + 16) << 6) | ELO_V | g)
+        g = EntryLo.G if is_global else 0
+        tlb.write(index, vpn2 | asid, mask, (index << 6) | EntryLo.V | g, ((index + 16) << 6) | EntryLo.V | g)
     for pick, offset, asid in probes:
         # near a written entry most of the time, so that hits and near misses both occur
         va = ((writes[pick % len(writes)][1] if writes else 0) + offset) & 0x1FFFFFFF

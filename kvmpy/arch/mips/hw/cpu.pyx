@@ -34,6 +34,7 @@ from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from kvmpy.arch.mips.hw.defs import Stop as _Stop
+from kvmpy.arch.mips.hw.defs cimport Cp0, ExcCode, GExcCode, GuestCtl0, Status, Stop, Tlb
 from kvmpy.sim.physmem cimport PhysicalMemory
 
 # Stop members by value, made once: constructing an enum per run() costs more
@@ -41,120 +42,53 @@ from kvmpy.sim.physmem cimport PhysicalMemory
 _STOP_BY_VALUE = {int(s): s for s in _Stop}
 
 # ---------------------------------------------------------------- constants
-DEF NTLB = 64
-DEF UT_BITS = 10
-DEF UT_SIZE = 1 << UT_BITS
-DEF UT_MASK = UT_SIZE - 1
-DEF NSETS = 6            # (root, guest) x (kernel, supervisor, user)
-DEF UT_INVALID = 0xFFFFFFFF   # a micro-TLB tag no masked address equals
-DEF CHECK_INTERVAL = 512  # instructions between timer/kick polls
+# Architectural constants come from defs.pxd (C constants here, IntEnums in
+# Python); these are the model's own sizes and internal codes. All are C enum
+# constants, so the loop compiles them in as literals.
+cdef enum:
+    NTLB = Tlb.ENTRIES
+    UT_BITS = 10
+    UT_SIZE = 1 << UT_BITS
+    UT_MASK = UT_SIZE - 1
+    NSETS = 6               # (root, guest) x (kernel, supervisor, user)
+    CHECK_INTERVAL = 512    # instructions between timer/kick polls
 
-DEF EXC_INT = 0
-DEF EXC_MOD = 1
-DEF EXC_TLBL = 2
-DEF EXC_TLBS = 3
-DEF EXC_ADEL = 4
-DEF EXC_ADES = 5
-DEF EXC_IBE = 6
-DEF EXC_DBE = 7
-DEF EXC_SYS = 8
-DEF EXC_BP = 9
-DEF EXC_RI = 10
-DEF EXC_CPU = 11
-DEF EXC_OV = 12
-DEF EXC_TR = 13
-DEF EXC_GE = 27
+cdef enum UtTag:
+    UT_INVALID = 0xFFFFFFFF  # a micro-TLB tag no masked address equals
 
-DEF GEXC_GPSI = 0
-DEF GEXC_HC = 2
-DEF GEXC_GPA = 10
+cdef enum:
+    # run()'s internal stops, next to defs.Stop's values
+    STOP_NONE = 0
+    STOP_JIT = 6            # a block got hot or translations are ready
 
-DEF STOP_NONE = 0
-DEF STOP_ROOT_EXC = 1
-DEF STOP_BUDGET = 2
-DEF STOP_KICK = 3
-DEF STOP_ROOT_WAIT = 4
-DEF STOP_DEBUG = 5
-DEF STOP_JIT = 6          # internal to run(): a block got hot or translations are ready
+cdef enum:
+    # block translation (jit.py): the table of block starts, direct-mapped by host address
+    JT_BITS = 14
+    JT_SIZE = 1 << JT_BITS
+    JT_MASK = JT_SIZE - 1
+    JIT_PROFILING = 0       # JitEntry.fn values below JIT_COMPILED are states, not code
+    JIT_NEVER = 1
+    JIT_PENDING = 2
+    JIT_COMPILED = 3
+    EXIT_CHAIN = 0          # jit.py's EXIT_* (checked by jit_ctx_layout())
+    EXIT_DELAY_SLOT = 1
+    EXIT_INTERPRET = 2
+    EXIT_STALE = 3
 
-# block translation (jit.py): the table of block starts, direct-mapped by host address
-DEF JT_BITS = 14
-DEF JT_SIZE = 1 << JT_BITS
-DEF JT_MASK = JT_SIZE - 1
-DEF JIT_PROFILING = 0     # JitEntry.fn values below JIT_COMPILED are states, not code
-DEF JIT_NEVER = 1
-DEF JIT_PENDING = 2
-DEF JIT_COMPILED = 3
-DEF EXIT_CHAIN = 0        # jit.py's EXIT_* (checked by jit_ctx_layout())
-DEF EXIT_DELAY_SLOT = 1
-DEF EXIT_INTERPRET = 2
-DEF EXIT_STALE = 3
+cdef enum:
+    ACC_LOAD = 0
+    ACC_STORE = 1
+    ACC_FETCH = 2
 
-DEF ACC_LOAD = 0
-DEF ACC_STORE = 1
-DEF ACC_FETCH = 2
+cdef enum:
+    MODE_K = 0
+    MODE_S = 1
+    MODE_U = 2
 
-DEF MODE_K = 0
-DEF MODE_S = 1
-DEF MODE_U = 2
-
-# register indices (reg*8+sel)
-DEF R_INDEX = 0
-DEF R_RANDOM = 8
-DEF R_ENTRYLO0 = 16
-DEF R_ENTRYLO1 = 24
-DEF R_CONTEXT = 32
-DEF R_USERLOCAL = 34
-DEF R_PAGEMASK = 40
-DEF R_PAGEGRAIN = 41
-DEF R_SEGCTL0 = 42
-DEF R_SEGCTL1 = 43
-DEF R_SEGCTL2 = 44
-DEF R_WIRED = 48
-DEF R_HWRENA = 56
-DEF R_BADVADDR = 64
-DEF R_BADINSTR = 65
-DEF R_BADINSTRP = 66
-DEF R_COUNT = 72
-DEF R_ENTRYHI = 80
-DEF R_GUESTCTL1 = 84
-DEF R_GUESTCTL2 = 85
-DEF R_COMPARE = 88
-DEF R_STATUS = 96
-DEF R_INTCTL = 97
-DEF R_SRSCTL = 98
-DEF R_SRSMAP = 99
-DEF R_GUESTCTL0 = 102
-DEF R_GTOFFSET = 103
-DEF R_CAUSE = 104
-DEF R_EPC = 112
-DEF R_PRID = 120
-DEF R_EBASE = 121
-DEF R_CONFIG0 = 128
-DEF R_CONFIG1 = 129
-DEF R_CONFIG2 = 130
-DEF R_CONFIG3 = 131
-DEF R_CONFIG4 = 132
-DEF R_CONFIG5 = 133
-DEF R_LLADDR = 136
-DEF R_ERROREPC = 240
-DEF R_DESAVE = 248
-
-DEF ST_IE = 0x1
-DEF ST_EXL = 0x2
-DEF ST_ERL = 0x4
-DEF ST_BEV = 0x400000
-DEF ST_CU0 = 0x10000000
-DEF ST_CU1 = 0x20000000
-
-
-DEF GC0_CP0 = 0x10000000
-DEF GC0_CG = 0x01000000
-
-# Writable bits of Status: CU3-0, RP, FR, RE, MX, BEV, TS, SR, NMI, IM, KSU, ERL, EXL, IE
-# Writable Status bits: CU0, RP, BEV, TS, SR, NMI, IM7-0, KSU, ERL, EXL, IE.
-# CU1 stays 0 because this core has no FPU; RE and MX are not implemented.
-DEF STATUS_WMASK = 0x1878FF1F
+cdef enum:
+    # Writable Status bits: CU0, RP, BEV, TS, SR, NMI, IM7-0, KSU, ERL, EXL, IE.
+    # CU1 stays 0 because this core has no FPU; RE and MX are not implemented.
+    STATUS_WMASK = 0x1878FF1F
 
 
 cdef extern from *:
@@ -319,7 +253,7 @@ cdef class Cpu:
     # block translation: off unless enable_jit() gave a translator
     cdef int jit_on
     cdef uint32_t jit_threshold     # executions of a block start before it is translated
-    cdef object jit                 # the translator (jit.Translator)
+    cdef object jit                 # the translator (kvmpy.sim.translate.Translator)
     cdef JitCtx jctx
     cdef JitEntry* jt               # JT_SIZE entries, allocated by enable_jit()
     cdef object _jt_storage
@@ -364,32 +298,32 @@ cdef class Cpu:
         self.kick_flag = 0
         cdef int c, i
         for c in range(2):
-            self.cp0[c][R_STATUS] = ST_BEV | ST_ERL
-            self.cp0[c][R_PRID] = 0x0001A820
-            self.cp0[c][R_EBASE] = 0x80000000U | (cpu_num & 0x3FF)
+            self.cp0[c][<int>Cp0.STATUS] = Status.BEV | Status.ERL
+            self.cp0[c][<int>Cp0.PRID] = 0x0001A820
+            self.cp0[c][<int>Cp0.EBASE] = 0x80000000U | (cpu_num & 0x3FF)
             # Config0: M, AR=1 (release 2+), MT=1 (standard TLB), K0=2 (uncached)
-            self.cp0[c][R_CONFIG0] = 0x80000000U | (1 << 10) | (1 << 7) | 2
+            self.cp0[c][<int>Cp0.CONFIG0] = 0x80000000U | (1 << 10) | (1 << 7) | 2
             # Config1: M, 64 TLB entries, 32 KiB 4-way I and D caches, 32-byte lines, no FPU
-            self.cp0[c][R_CONFIG1] = (0x80000000U | ((NTLB - 1) << 25) | (2 << 22) | (4 << 19) | (3 << 16)
+            self.cp0[c][<int>Cp0.CONFIG1] = (0x80000000U | ((NTLB - 1) << 25) | (2 << 22) | (4 << 19) | (3 << 16)
                                       | (2 << 13) | (4 << 10) | (3 << 7))
-            self.cp0[c][R_CONFIG2] = 0x80000000U
+            self.cp0[c][<int>Cp0.CONFIG2] = 0x80000000U
             # Config3: M, BP, BI, SC, ULRI, VInt (+VZ for the root only)
-            self.cp0[c][R_CONFIG3] = 0x80000000U | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 13) | (1 << 5)
+            self.cp0[c][<int>Cp0.CONFIG3] = 0x80000000U | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 13) | (1 << 5)
             # Config4: M, KScrExist = KScratch1..2 (sel 2, 3)
-            self.cp0[c][R_CONFIG4] = 0x80000000U | (0x0C << 16)
-            self.cp0[c][R_CONFIG5] = 0
-            self.cp0[c][R_WIRED] = 0
-            self.cp0[c][R_INTCTL] = (7 << 29) | (6 << 26)   # IPTI=7, IPPCI=6
-            self.cp0[c][R_SEGCTL0] = 0x00200010
-            self.cp0[c][R_SEGCTL1] = 0x00030002
-            self.cp0[c][R_SEGCTL2] = 0x003A043A  # useg: MUSK, EU (unmapped under ERL)
-            self.cp0[c][R_PAGEGRAIN] = 0
-            self.cp0[c][R_COMPARE] = 0
+            self.cp0[c][<int>Cp0.CONFIG4] = 0x80000000U | (0x0C << 16)
+            self.cp0[c][<int>Cp0.CONFIG5] = 0
+            self.cp0[c][<int>Cp0.WIRED] = 0
+            self.cp0[c][<int>Cp0.INTCTL] = (7 << 29) | (6 << 26)   # IPTI=7, IPPCI=6
+            self.cp0[c][<int>Cp0.SEGCTL0] = 0x00200010
+            self.cp0[c][<int>Cp0.SEGCTL1] = 0x00030002
+            self.cp0[c][<int>Cp0.SEGCTL2] = 0x003A043A  # useg: MUSK, EU (unmapped under ERL)
+            self.cp0[c][<int>Cp0.PAGEGRAIN] = 0
+            self.cp0[c][<int>Cp0.COMPARE] = 0
             for i in range(NTLB):
                 # distinct, never-matching VPN2s in kseg0 keep the TLB free of duplicates
                 self.tlb[c][i].hi = 0x80000000U + <uint32_t>i * 0x2000
-        self.cp0[0][R_CONFIG3] |= (1 << 23)   # VZ module present (root only)
-        self.cp0[0][R_CONFIG5] = 1 << 4       # LLB: LLbit software-visible, ERETNC (root only)
+        self.cp0[0][<int>Cp0.CONFIG3] |= (1 << 23)   # VZ module present (root only)
+        self.cp0[0][<int>Cp0.CONFIG5] = 1 << 4       # LLB: LLbit software-visible, ERETNC (root only)
         self.last_count[0] = 0
         self.last_count[1] = 0
         for c in range(2):
@@ -467,9 +401,9 @@ cdef class Cpu:
     def ns_until_timer(self, int ctx):
         """Nanoseconds until the context's Count reaches its Compare (0 if already pending)."""
         cdef uint32_t cnt = self.read_count(ctx)
-        if self.cp0[ctx][R_CAUSE] & 0x40000000:
+        if self.cp0[ctx][<int>Cp0.CAUSE] & 0x40000000:
             return 0
-        cdef uint32_t delta = self.cp0[ctx][R_COMPARE] - cnt
+        cdef uint32_t delta = self.cp0[ctx][<int>Cp0.COMPARE] - cnt
         return int(delta / self.count_hz * 1e9)
 
     def interrupt_pending(self, int ctx):
@@ -479,7 +413,7 @@ cdef class Cpu:
 
     def set_guest_vip(self, uint32_t lines):
         """GuestCtl2.VIP: assert guest hardware interrupt lines IP2..IP7 (bit 0 = IP2)."""
-        self.cp0[0][R_GUESTCTL2] = (self.cp0[0][R_GUESTCTL2] & ~0xFC00) | ((lines & 0x3F) << 10)
+        self.cp0[0][<int>Cp0.GUESTCTL2] = (self.cp0[0][<int>Cp0.GUESTCTL2] & ~0xFC00) | ((lines & 0x3F) << 10)
         self.refresh_guest_ip()
         self.irq_check = 1
 
@@ -491,11 +425,11 @@ cdef class Cpu:
         Returns the guest physical address or None.
         """
         cdef int save_ctx = self.ctx, save_mode = self.mode, save_uset = self.uset
-        cdef uint32_t st = self.cp0[1][R_STATUS]
+        cdef uint32_t st = self.cp0[1][<int>Cp0.STATUS]
         cdef uint32_t pa = 0
         cdef int w = 0, r
         self.ctx = 1
-        if st & (ST_EXL | ST_ERL):
+        if st & (Status.EXL | Status.ERL):
             self.mode = MODE_K
         else:
             self.mode = (st >> 3) & 3
@@ -529,9 +463,9 @@ cdef class Cpu:
         instruction the guest must not notice.
         """
         cdef int r
-        if self.cp0[0][R_STATUS] & ST_EXL:
-            self.cp0[0][R_STATUS] &= ~ST_EXL
-            self.pc_ = self.cp0[0][R_EPC]
+        if self.cp0[0][<int>Cp0.STATUS] & Status.EXL:
+            self.cp0[0][<int>Cp0.STATUS] &= ~Status.EXL
+            self.pc_ = self.cp0[0][<int>Cp0.EPC]
             self.npc = self.pc_ + 4
             self.bd = 0
             if not eretnc:
@@ -552,7 +486,7 @@ cdef class Cpu:
 
     # ------------------------------------------------------------ block translation
     def enable_jit(self, translator, uint32_t threshold=1000, bint background=False):
-        """Translate block starts executed `threshold` times with `translator` (jit.Translator).
+        """Translate block starts executed `threshold` times with `translator` (kvmpy.sim.translate.Translator).
 
         With `background`, a hot block is handed to `translator.request()`
         and the core goes on interpreting; the translation is installed at
@@ -692,8 +626,8 @@ cdef class Cpu:
                         self.icount = ic
                         if self.kick_flag:
                             self.kick_flag = 0
-                            return STOP_KICK
-                        return STOP_BUDGET
+                            return Stop.KICK
+                        return Stop.BUDGET
                     self.update_timers()
                     if self.jit_ready:     # translations arrived: install them, go on
                         self.spill(pc, npc, bd, insn)
@@ -1022,7 +956,7 @@ cdef class Cpu:
                 if likely(e.rtag == (a & 0xFFFFF003U)):
                     self.gpr[RT(insn)] = (<uint32_t*><uintptr_t>(a + e.off))[0]
                     self.llbit = 1
-                    self.cp0[self.ctx][R_LLADDR] = a >> 4
+                    self.cp0[self.ctx][<int>Cp0.LLADDR] = a >> 4
                 else:
                     op = 0xFF
             elif op == 56:             # sc
@@ -1285,9 +1219,9 @@ cdef class Cpu:
                 if g[rt] != 0:
                     g[rd] = g[rs]
             elif fn == 12:
-                self.exception(pc, EXC_SYS, 0, 0)
+                self.exception(pc, ExcCode.SYS, 0, 0)
             elif fn == 13:
-                self.exception(pc, EXC_BP, 0, 0)
+                self.exception(pc, ExcCode.BP, 0, 0)
             elif fn == 15:
                 pass           # sync
             elif fn == 16:
@@ -1315,7 +1249,7 @@ cdef class Cpu:
             elif fn == 32:
                 t = g[rs] + g[rt]
                 if ((g[rs] ^ t) & (g[rt] ^ t)) >> 31:
-                    self.exception(pc, EXC_OV, 0, 0)
+                    self.exception(pc, ExcCode.OV, 0, 0)
                 else:
                     g[rd] = t
             elif fn == 33:
@@ -1323,7 +1257,7 @@ cdef class Cpu:
             elif fn == 34:
                 t = g[rs] - g[rt]
                 if ((g[rs] ^ g[rt]) & (g[rs] ^ t)) >> 31:
-                    self.exception(pc, EXC_OV, 0, 0)
+                    self.exception(pc, ExcCode.OV, 0, 0)
                 else:
                     g[rd] = t
             elif fn == 35:
@@ -1342,22 +1276,22 @@ cdef class Cpu:
                 g[rd] = 1 if g[rs] < g[rt] else 0
             elif fn == 48:
                 if <int32_t>g[rs] >= <int32_t>g[rt]:
-                    self.exception(pc, EXC_TR, 0, 0)
+                    self.exception(pc, ExcCode.TR, 0, 0)
             elif fn == 49:
                 if g[rs] >= g[rt]:
-                    self.exception(pc, EXC_TR, 0, 0)
+                    self.exception(pc, ExcCode.TR, 0, 0)
             elif fn == 50:
                 if <int32_t>g[rs] < <int32_t>g[rt]:
-                    self.exception(pc, EXC_TR, 0, 0)
+                    self.exception(pc, ExcCode.TR, 0, 0)
             elif fn == 51:
                 if g[rs] < g[rt]:
-                    self.exception(pc, EXC_TR, 0, 0)
+                    self.exception(pc, ExcCode.TR, 0, 0)
             elif fn == 52:
                 if g[rs] == g[rt]:
-                    self.exception(pc, EXC_TR, 0, 0)
+                    self.exception(pc, ExcCode.TR, 0, 0)
             elif fn == 54:
                 if g[rs] != g[rt]:
-                    self.exception(pc, EXC_TR, 0, 0)
+                    self.exception(pc, ExcCode.TR, 0, 0)
             elif fn == 1:
                 self.exc_cpu(pc, 1)    # movf/movt need the FPU
             else:
@@ -1379,7 +1313,7 @@ cdef class Cpu:
         elif op == 8:
             t = g[rs] + <uint32_t>simm
             if ((g[rs] ^ t) & (<uint32_t>simm ^ t)) >> 31:
-                self.exception(pc, EXC_OV, 0, 0)
+                self.exception(pc, ExcCode.OV, 0, 0)
             else:
                 g[rt] = t
         elif op == 35:         # lw
@@ -1514,7 +1448,7 @@ cdef class Cpu:
                 if p != NULL:
                     g[rt] = (<uint32_t*>p)[0]
                     self.llbit = 1
-                    self.cp0[self.ctx][R_LLADDR] = a >> 4
+                    self.cp0[self.ctx][<int>Cp0.LLADDR] = a >> 4
         elif op == 56:         # sc
             a = g[rs] + <uint32_t>simm
             if a & 3:
@@ -1535,10 +1469,10 @@ cdef class Cpu:
         elif op == 16:
             self.cop0(pc, insn, rs, rt)
         elif op == 47:         # cache
-            if self.mode != MODE_K and not (self.cp0[self.ctx][R_STATUS] & ST_CU0):
+            if self.mode != MODE_K and not (self.cp0[self.ctx][<int>Cp0.STATUS] & Status.CU0):
                 self.exc_cpu(pc, 0)
-            elif self.guest_mode and not (self.cp0[0][R_GUESTCTL0] & GC0_CG):
-                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+            elif self.guest_mode and not (self.cp0[0][<int>Cp0.GUESTCTL0] & GuestCtl0.CG):
+                self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
         elif op == 51:
             pass               # pref
         elif op == 17 or op == 49 or op == 53 or op == 57 or op == 61 or op == 19:
@@ -1570,27 +1504,27 @@ cdef class Cpu:
             cond = s >= 0
         elif rt == 8:
             if s >= simm:
-                self.exception(pc, EXC_TR, 0, 0)
+                self.exception(pc, ExcCode.TR, 0, 0)
             return
         elif rt == 9:
             if g[rs] >= <uint32_t>simm:
-                self.exception(pc, EXC_TR, 0, 0)
+                self.exception(pc, ExcCode.TR, 0, 0)
             return
         elif rt == 10:
             if s < simm:
-                self.exception(pc, EXC_TR, 0, 0)
+                self.exception(pc, ExcCode.TR, 0, 0)
             return
         elif rt == 11:
             if g[rs] < <uint32_t>simm:
-                self.exception(pc, EXC_TR, 0, 0)
+                self.exception(pc, ExcCode.TR, 0, 0)
             return
         elif rt == 12:
             if s == simm:
-                self.exception(pc, EXC_TR, 0, 0)
+                self.exception(pc, ExcCode.TR, 0, 0)
             return
         elif rt == 14:
             if s != simm:
-                self.exception(pc, EXC_TR, 0, 0)
+                self.exception(pc, ExcCode.TR, 0, 0)
             return
         elif rt == 31:
             return                 # synci: caches are coherent here
@@ -1654,7 +1588,7 @@ cdef class Cpu:
                     n += 1
             g[rd] = n
         elif fn == 63:                      # sdbbp
-            self.root_stop(pc, STOP_DEBUG)
+            self.root_stop(pc, Stop.DEBUG)
         else:
             self.exc_ri(pc)
 
@@ -1691,20 +1625,20 @@ cdef class Cpu:
 
     cdef void rdhwr(self, uint32_t pc, uint32_t rt, uint32_t rd) noexcept nogil:
         cdef int c = self.ctx
-        if self.mode != MODE_K and not (self.cp0[c][R_STATUS] & ST_CU0):
-            if not ((self.cp0[c][R_HWRENA] >> rd) & 1):
+        if self.mode != MODE_K and not (self.cp0[c][<int>Cp0.STATUS] & Status.CU0):
+            if not ((self.cp0[c][<int>Cp0.HWRENA] >> rd) & 1):
                 self.exc_ri(pc)
                 return
         if rd == 0:
-            self.gpr[rt] = self.cp0[c][R_EBASE] & 0x3FF
+            self.gpr[rt] = self.cp0[c][<int>Cp0.EBASE] & 0x3FF
         elif rd == 1:
             self.gpr[rt] = 32
         elif rd == 2:
             self.gpr[rt] = self.read_count(c)
         elif rd == 3:
             self.gpr[rt] = 2
-        elif rd == 29 and (self.cp0[c][R_CONFIG3] & (1 << 13)):
-            self.gpr[rt] = self.cp0[c][R_USERLOCAL]
+        elif rd == 29 and (self.cp0[c][<int>Cp0.CONFIG3] & (1 << 13)):
+            self.gpr[rt] = self.cp0[c][<int>Cp0.USERLOCAL]
         else:
             self.exc_ri(pc)
 
@@ -1715,39 +1649,39 @@ cdef class Cpu:
         cdef uint32_t sel = insn & 7
         cdef uint32_t fn = insn & 63
         cdef uint32_t v
-        if self.mode != MODE_K and not (self.cp0[c][R_STATUS] & ST_CU0):
+        if self.mode != MODE_K and not (self.cp0[c][<int>Cp0.STATUS] & Status.CU0):
             self.exc_cpu(pc, 0)
             return
-        if self.guest_mode and not (self.cp0[0][R_GUESTCTL0] & GC0_CP0):
-            self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+        if self.guest_mode and not (self.cp0[0][<int>Cp0.GUESTCTL0] & GuestCtl0.CP0):
+            self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
             return
         if rs == 0:                         # mfc0
             if self.guest_mode and self.guest_cp0_traps(rd * 8 + sel, 0):
-                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
                 return
             v = self.mfc0(c, rd * 8 + sel)
             if rt:
                 self.gpr[rt] = v
         elif rs == 4:                       # mtc0
             if self.guest_mode and self.guest_cp0_traps(rd * 8 + sel, 1):
-                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
                 return
             self.mtc0(c, rd * 8 + sel, self.gpr[rt], 0)
         elif rs == 3:                       # mfgc0 / mtgc0 (root only)
             if self.guest_mode:
-                self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
             elif insn & 0x200:
                 self.mtc0(1, rd * 8 + sel, self.gpr[rt], 1)
             elif rt:
                 self.gpr[rt] = self.mfc0(1, rd * 8 + sel)
         elif rs == 11:                      # di / ei
-            v = self.cp0[c][R_STATUS]
+            v = self.cp0[c][<int>Cp0.STATUS]
             if rt:
                 self.gpr[rt] = v
             if insn & 0x20:
-                self.cp0[c][R_STATUS] = v | ST_IE
+                self.cp0[c][<int>Cp0.STATUS] = v | Status.IE
             else:
-                self.cp0[c][R_STATUS] = v & ~ST_IE
+                self.cp0[c][<int>Cp0.STATUS] = v & ~Status.IE
             self.irq_check = 1
         elif rs == 10:                      # rdpgpr (one shadow set: plain move)
             self.gpr[rd] = self.gpr[rt]
@@ -1759,29 +1693,29 @@ cdef class Cpu:
             elif fn == 1:
                 self.tlbr(c)
             elif fn == 2:
-                self.tlbw(c, <int>(self.cp0[c][R_INDEX] & (NTLB - 1)))
+                self.tlbw(c, <int>(self.cp0[c][<int>Cp0.INDEX] & (NTLB - 1)))
             elif fn == 6:
                 self.tlbw(c, self.random_index(c))
             elif fn == 8:
                 self.tlbp(c)
             elif fn == 32:                  # wait
                 if self.guest_mode:
-                    self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                    self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
                 else:
-                    self.root_stop(pc + 4, STOP_ROOT_WAIT)
+                    self.root_stop(pc + 4, Stop.ROOT_WAIT)
             elif fn == 40:                  # hypcall
                 if self.guest_mode:
-                    self.root_exc(pc, EXC_GE, GEXC_HC, 0, 0)
+                    self.root_exc(pc, ExcCode.GE, GExcCode.HC, 0, 0)
                 else:
                     self.exc_ri(pc)
             elif fn == 9 or fn == 10 or fn == 14 or fn == 16 or fn == 11 or fn == 12:
                 # guest TLB access instructions (tlbgr/tlbgwi/tlbgwr/tlbgp/tlbginv*) are root-only
                 if self.guest_mode:
-                    self.root_exc(pc, EXC_GE, GEXC_GPSI, 0, 0)
+                    self.root_exc(pc, ExcCode.GE, GExcCode.GPSI, 0, 0)
                 elif fn == 9:
                     self.tlbr(1)
                 elif fn == 10:
-                    self.tlbw(1, <int>(self.cp0[1][R_INDEX] & (NTLB - 1)))
+                    self.tlbw(1, <int>(self.cp0[1][<int>Cp0.INDEX] & (NTLB - 1)))
                 elif fn == 14:
                     self.tlbw(1, self.random_index(1))
                 elif fn == 16:
@@ -1794,78 +1728,78 @@ cdef class Cpu:
     cdef int guest_cp0_traps(self, int reg, int write) noexcept nogil:
         # Registers that exist only in the root context, or whose guest write the
         # root must mediate, raise a GPSI in guest mode.
-        if reg == R_GUESTCTL0 or reg == R_GTOFFSET or reg == R_GUESTCTL1 or reg == R_GUESTCTL2:
+        if reg == Cp0.GUESTCTL0 or reg == Cp0.GTOFFSET or reg == Cp0.GUESTCTL1 or reg == Cp0.GUESTCTL2:
             return 1
-        if reg == R_SEGCTL0 or reg == R_SEGCTL1 or reg == R_SEGCTL2:
+        if reg == Cp0.SEGCTL0 or reg == Cp0.SEGCTL1 or reg == Cp0.SEGCTL2:
             return 1
-        if write and reg == R_COUNT:
+        if write and reg == Cp0.COUNT:
             return 1
         return 0
 
     cdef uint32_t mfc0(self, int c, int reg) noexcept nogil:
-        if reg == R_RANDOM:
+        if reg == Cp0.RANDOM:
             return self.random_index(c)
-        if reg == R_COUNT:
+        if reg == Cp0.COUNT:
             return self.read_count(c)
-        if reg == R_CAUSE:
+        if reg == Cp0.CAUSE:
             self.update_timers()
         return self.cp0[c][reg]
 
     cdef void mtc0(self, int c, int reg, uint32_t v, int privileged) noexcept nogil:
         cdef uint32_t old
         cdef uint32_t* r = self.cp0[c]
-        if reg == R_INDEX:
+        if reg == Cp0.INDEX:
             r[reg] = (r[reg] & 0x80000000U) | (v & (NTLB - 1))
-        elif reg == R_ENTRYLO0 or reg == R_ENTRYLO1:
+        elif reg == Cp0.ENTRYLO0 or reg == Cp0.ENTRYLO1:
             r[reg] = v & 0x03FFFFFF
-        elif reg == R_CONTEXT:
+        elif reg == Cp0.CONTEXT:
             r[reg] = (r[reg] & 0x007FFFF0) | (v & 0xFF800000U)
-        elif reg == R_USERLOCAL or reg == R_ERROREPC or reg == R_EPC or reg == R_DESAVE:
+        elif reg == Cp0.USERLOCAL or reg == Cp0.ERROREPC or reg == Cp0.EPC or reg == Cp0.DESAVE:
             r[reg] = v
         elif reg == 250 or reg == 251 or reg == 252 or reg == 253 or reg == 254 or reg == 255:
             r[reg] = v             # KScratch
-        elif reg == R_PAGEMASK:
+        elif reg == Cp0.PAGEMASK:
             r[reg] = v & 0x1FFFE000
-        elif reg == R_PAGEGRAIN:
+        elif reg == Cp0.PAGEGRAIN:
             r[reg] = 0
-        elif reg == R_SEGCTL0 or reg == R_SEGCTL1 or reg == R_SEGCTL2:
+        elif reg == Cp0.SEGCTL0 or reg == Cp0.SEGCTL1 or reg == Cp0.SEGCTL2:
             r[reg] = v
             self.recompute_segments(c)
             self.flush_utlb_ctx(c)
-        elif reg == R_WIRED:
+        elif reg == Cp0.WIRED:
             r[reg] = v & (NTLB - 1)
-        elif reg == R_HWRENA:
+        elif reg == Cp0.HWRENA:
             r[reg] = v & 0x2000000F
-        elif reg == R_BADVADDR:
+        elif reg == Cp0.BADVADDR:
             if privileged:
                 r[reg] = v
-        elif reg == R_COUNT:
+        elif reg == Cp0.COUNT:
             self.write_count(c, v)
-        elif reg == R_ENTRYHI:
+        elif reg == Cp0.ENTRYHI:
             old = r[reg]
             r[reg] = v & 0xFFFFE0FFU
             if (old ^ v) & 0xFF:
                 self.flush_utlb_ctx(c)
-        elif reg == R_COMPARE:
+        elif reg == Cp0.COMPARE:
             r[reg] = v
             self.last_count[c] = self.read_count(c)
-            r[R_CAUSE] &= ~0x40000000
+            r[<int>Cp0.CAUSE] &= ~0x40000000
             if c == 1:
                 self.refresh_guest_ip()
             else:
                 self.refresh_root_ip()
             self.irq_check = 1
-        elif reg == R_STATUS:
+        elif reg == Cp0.STATUS:
             old = r[reg]
             r[reg] = (old & ~STATUS_WMASK) | (v & STATUS_WMASK)
-            if (old ^ r[reg]) & ST_ERL:
+            if (old ^ r[reg]) & Status.ERL:
                 self.recompute_segments(c)
                 self.flush_utlb_ctx(c)
             self.update_mode()
             self.irq_check = 1
-        elif reg == R_INTCTL:
+        elif reg == Cp0.INTCTL:
             r[reg] = (r[reg] & ~0x3E0) | (v & 0x3E0)
-        elif reg == R_CAUSE:
+        elif reg == Cp0.CAUSE:
             old = r[reg]
             if (v & 0x08000000) and not (old & 0x08000000):
                 self.frozen_count[c] = self.read_count(c)   # DC set: Count stops here
@@ -1873,57 +1807,57 @@ cdef class Cpu:
             if (old & 0x08000000) and not (v & 0x08000000):
                 self.write_count(c, self.frozen_count[c])   # DC cleared: resume from there
             self.irq_check = 1
-        elif reg == R_EBASE:
+        elif reg == Cp0.EBASE:
             r[reg] = (r[reg] & 0xC00003FFU) | (v & 0x3FFFF000)
-        elif reg == R_CONFIG0:
+        elif reg == Cp0.CONFIG0:
             r[reg] = (r[reg] & ~7) | (v & 7)
-        elif reg == R_GUESTCTL0:
+        elif reg == Cp0.GUESTCTL0:
             if c == 0:
                 old = r[reg]
                 r[reg] = v
                 if (old ^ v) & 0x80000000U:
                     self.update_mode()
-        elif reg == R_GUESTCTL1:
+        elif reg == Cp0.GUESTCTL1:
             if c == 0:
                 old = r[reg]
                 r[reg] = v & 0x00FF00FF
                 if (old ^ v) & 0xFF:
                     self.flush_utlb_ctx(1)
-        elif reg == R_GUESTCTL2:
+        elif reg == Cp0.GUESTCTL2:
             if c == 0:
                 r[reg] = v & 0xFC00
                 self.refresh_guest_ip()
                 self.irq_check = 1
-        elif reg == R_GTOFFSET:
+        elif reg == Cp0.GTOFFSET:
             if c == 0:
                 r[reg] = v
                 self.last_count[1] = self.read_count(1)
-        elif reg == R_LLADDR:
+        elif reg == Cp0.LLADDR:
             pass
-        elif privileged and (reg == R_CONFIG1 or reg == R_CONFIG2 or reg == R_CONFIG3
-                             or reg == R_CONFIG4 or reg == R_CONFIG5 or reg == R_PRID):
+        elif privileged and (reg == Cp0.CONFIG1 or reg == Cp0.CONFIG2 or reg == Cp0.CONFIG3
+                             or reg == Cp0.CONFIG4 or reg == Cp0.CONFIG5 or reg == Cp0.PRID):
             r[reg] = v
         # other registers are read-only or not implemented: writes are ignored
 
     # ------------------------------------------------------------ timer & interrupts
     cdef uint32_t read_count(self, int c) noexcept nogil:
-        if self.cp0[c][R_CAUSE] & 0x08000000:
+        if self.cp0[c][<int>Cp0.CAUSE] & 0x08000000:
             return self.frozen_count[c]
-        if c == 1 and (self.cp0[0][R_CAUSE] & 0x08000000):
-            return self.frozen_count[0] + self.cp0[0][R_GTOFFSET]
+        if c == 1 and (self.cp0[0][<int>Cp0.CAUSE] & 0x08000000):
+            return self.frozen_count[0] + self.cp0[0][<int>Cp0.GTOFFSET]
         cdef double elapsed = <double>(now_ns() - self.t0_ns) * 1e-9 * self.count_hz
         cdef uint32_t root = self.count_base + <uint32_t><uint64_t>elapsed
         if c == 1:
-            return root + self.cp0[0][R_GTOFFSET]
+            return root + self.cp0[0][<int>Cp0.GTOFFSET]
         return root
 
     cdef void write_count(self, int c, uint32_t v) noexcept nogil:
-        if self.cp0[c][R_CAUSE] & 0x08000000:
+        if self.cp0[c][<int>Cp0.CAUSE] & 0x08000000:
             self.frozen_count[c] = v
             self.last_count[c] = v
             return
         if c == 1:
-            self.cp0[0][R_GTOFFSET] = v - self.read_count(0)
+            self.cp0[0][<int>Cp0.GTOFFSET] = v - self.read_count(0)
         else:
             self.count_base = self.count_base + (v - self.read_count(0))
         self.last_count[c] = v
@@ -1934,9 +1868,9 @@ cdef class Cpu:
         for c in range(2):
             now = self.read_count(c)
             last = self.last_count[c]
-            cmp = self.cp0[c][R_COMPARE]
+            cmp = self.cp0[c][<int>Cp0.COMPARE]
             if now != last and <uint32_t>(cmp - last - 1) < <uint32_t>(now - last):
-                self.cp0[c][R_CAUSE] |= 0x40000000
+                self.cp0[c][<int>Cp0.CAUSE] |= 0x40000000
                 if c == 1:
                     self.refresh_guest_ip()
                 else:
@@ -1945,55 +1879,55 @@ cdef class Cpu:
             self.last_count[c] = now
 
     cdef void refresh_guest_ip(self) noexcept nogil:
-        cdef uint32_t ip = (self.cp0[0][R_GUESTCTL2] & 0xFC00)
+        cdef uint32_t ip = (self.cp0[0][<int>Cp0.GUESTCTL2] & 0xFC00)
         cdef uint32_t* r = self.cp0[1]
-        if r[R_CAUSE] & 0x40000000:
-            ip |= 1U << (8 + (r[R_INTCTL] >> 29))
-        r[R_CAUSE] = (r[R_CAUSE] & ~0xFC00) | (ip & 0xFC00)
+        if r[<int>Cp0.CAUSE] & 0x40000000:
+            ip |= 1U << (8 + (r[<int>Cp0.INTCTL] >> 29))
+        r[<int>Cp0.CAUSE] = (r[<int>Cp0.CAUSE] & ~0xFC00) | (ip & 0xFC00)
 
     cdef void refresh_root_ip(self) noexcept nogil:
         cdef uint32_t* r = self.cp0[0]
         cdef uint32_t ip = 0
-        if r[R_CAUSE] & 0x40000000:
-            ip |= 1U << (8 + (r[R_INTCTL] >> 29))
-        r[R_CAUSE] = (r[R_CAUSE] & ~0xFC00) | (ip & 0xFC00)
+        if r[<int>Cp0.CAUSE] & 0x40000000:
+            ip |= 1U << (8 + (r[<int>Cp0.INTCTL] >> 29))
+        r[<int>Cp0.CAUSE] = (r[<int>Cp0.CAUSE] & ~0xFC00) | (ip & 0xFC00)
 
     cdef int irq_pending(self, int c) noexcept nogil:
-        cdef uint32_t st = self.cp0[c][R_STATUS]
-        if not (st & ST_IE) or (st & (ST_EXL | ST_ERL)):
+        cdef uint32_t st = self.cp0[c][<int>Cp0.STATUS]
+        if not (st & Status.IE) or (st & (Status.EXL | Status.ERL)):
             return 0
-        return (self.cp0[c][R_CAUSE] & st & 0xFF00) != 0
+        return (self.cp0[c][<int>Cp0.CAUSE] & st & 0xFF00) != 0
 
     cdef int take_interrupt(self) noexcept nogil:
         # Root interrupts pre-empt the guest; guest interrupts go to the guest's vector.
         self.bd_cur = self.bd
         self.fault_pc = self.pc_
         if self.irq_pending(0):
-            self.root_exc(self.pc_, EXC_INT, 0, 0, 0)
+            self.root_exc(self.pc_, ExcCode.INT, 0, 0, 0)
             return 1
         if self.guest_mode and self.irq_pending(1):
-            self.exception(self.pc_, EXC_INT, 0, 0)
+            self.exception(self.pc_, ExcCode.INT, 0, 0)
             return 1
         return 0
 
     # ------------------------------------------------------------ exceptions
     cdef void exc_ri(self, uint32_t pc) noexcept nogil:
-        self.exception(pc, EXC_RI, 0, 0)
+        self.exception(pc, ExcCode.RI, 0, 0)
 
     cdef void exc_cpu(self, uint32_t pc, int unit) noexcept nogil:
         cdef int c = self.ctx
-        self.cp0[c][R_CAUSE] = (self.cp0[c][R_CAUSE] & ~0x30000000) | (<uint32_t>unit << 28)
-        self.exception(pc, EXC_CPU, 0, 0)
+        self.cp0[c][<int>Cp0.CAUSE] = (self.cp0[c][<int>Cp0.CAUSE] & ~0x30000000) | (<uint32_t>unit << 28)
+        self.exception(pc, ExcCode.CPU, 0, 0)
 
     cdef void addr_error(self, uint32_t pc, uint32_t va, int acc) noexcept nogil:
-        self.exception(pc, EXC_ADES if acc == ACC_STORE else EXC_ADEL, va, 1)
+        self.exception(pc, ExcCode.ADES if acc == ACC_STORE else ExcCode.ADEL, va, 1)
 
     cdef void exception(self, uint32_t pc, uint32_t code, uint32_t badva, int has_badva) noexcept nogil:
         """Deliver a synchronous exception (or interrupt) to the current context."""
         if not self.guest_mode:
             # the root takes it: that is the host kernel's business
             if has_badva:
-                self.cp0[0][R_BADVADDR] = badva
+                self.cp0[0][<int>Cp0.BADVADDR] = badva
             self.root_exc(pc, code, 0, 0, 0)
             return
         self.enter_vector(1, pc, code, badva, has_badva, 0)
@@ -2001,40 +1935,40 @@ cdef class Cpu:
     cdef void enter_vector(self, int c, uint32_t pc, uint32_t code, uint32_t badva,
                            int has_badva, int refill) noexcept nogil:
         cdef uint32_t* r = self.cp0[c]
-        cdef uint32_t st = r[R_STATUS]
+        cdef uint32_t st = r[<int>Cp0.STATUS]
         cdef uint32_t base, off, vec, ip
         cdef int n
         cdef int in_ds = self.bd_cur
         if has_badva:
-            r[R_BADVADDR] = badva
-        if code != EXC_INT:
-            r[R_BADINSTR] = self.cur_insn
+            r[<int>Cp0.BADVADDR] = badva
+        if code != ExcCode.INT:
+            r[<int>Cp0.BADINSTR] = self.cur_insn
             if in_ds:
-                r[R_BADINSTRP] = self.prev_insn
-        if not (st & ST_EXL):
+                r[<int>Cp0.BADINSTRP] = self.prev_insn
+        if not (st & Status.EXL):
             if in_ds:
-                r[R_EPC] = pc - 4
-                r[R_CAUSE] |= 0x80000000U
+                r[<int>Cp0.EPC] = pc - 4
+                r[<int>Cp0.CAUSE] |= 0x80000000U
             else:
-                r[R_EPC] = pc
-                r[R_CAUSE] &= ~0x80000000U
+                r[<int>Cp0.EPC] = pc
+                r[<int>Cp0.CAUSE] &= ~0x80000000U
             off = 0x000 if refill else 0x180
         else:
             off = 0x180
-        r[R_CAUSE] = (r[R_CAUSE] & ~0x7C) | (code << 2)
-        if code == EXC_INT and (r[R_CAUSE] & 0x00800000):
+        r[<int>Cp0.CAUSE] = (r[<int>Cp0.CAUSE] & ~0x7C) | (code << 2)
+        if code == ExcCode.INT and (r[<int>Cp0.CAUSE] & 0x00800000):
             off = 0x200
-            if not (st & ST_BEV) and (r[R_INTCTL] & 0x3E0):
-                ip = (r[R_CAUSE] & st & 0xFF00) >> 8
+            if not (st & Status.BEV) and (r[<int>Cp0.INTCTL] & 0x3E0):
+                ip = (r[<int>Cp0.CAUSE] & st & 0xFF00) >> 8
                 n = 7
                 while n > 0 and not ((ip >> n) & 1):
                     n -= 1
-                off = 0x200 + <uint32_t>n * ((r[R_INTCTL] & 0x3E0))
-        r[R_STATUS] = st | ST_EXL
-        if st & ST_BEV:
+                off = 0x200 + <uint32_t>n * ((r[<int>Cp0.INTCTL] & 0x3E0))
+        r[<int>Cp0.STATUS] = st | Status.EXL
+        if st & Status.BEV:
             vec = 0xBFC00200U + off
         else:
-            vec = (r[R_EBASE] & 0xFFFFF000U) + off
+            vec = (r[<int>Cp0.EBASE] & 0xFFFFF000U) + off
         self.llbit = 0
         self.pc_ = vec
         self.npc = vec + 4
@@ -2046,21 +1980,21 @@ cdef class Cpu:
         cdef uint32_t* r = self.cp0[0]
         cdef int in_ds = self.bd_cur
         if has_badva:
-            r[R_BADVADDR] = badva
-        if code != EXC_INT:
-            r[R_BADINSTR] = self.cur_insn
+            r[<int>Cp0.BADVADDR] = badva
+        if code != ExcCode.INT:
+            r[<int>Cp0.BADINSTR] = self.cur_insn
             if in_ds:
-                r[R_BADINSTRP] = self.prev_insn
+                r[<int>Cp0.BADINSTRP] = self.prev_insn
         if in_ds:
-            r[R_EPC] = pc - 4
-            r[R_CAUSE] |= 0x80000000U
+            r[<int>Cp0.EPC] = pc - 4
+            r[<int>Cp0.CAUSE] |= 0x80000000U
         else:
-            r[R_EPC] = pc
-            r[R_CAUSE] &= ~0x80000000U
-        r[R_CAUSE] = (r[R_CAUSE] & ~0x7C) | (code << 2)
-        r[R_GUESTCTL0] = (r[R_GUESTCTL0] & ~0x7C) | (gexc << 2)
-        r[R_STATUS] |= ST_EXL
-        self.stop = STOP_ROOT_EXC
+            r[<int>Cp0.EPC] = pc
+            r[<int>Cp0.CAUSE] &= ~0x80000000U
+        r[<int>Cp0.CAUSE] = (r[<int>Cp0.CAUSE] & ~0x7C) | (code << 2)
+        r[<int>Cp0.GUESTCTL0] = (r[<int>Cp0.GUESTCTL0] & ~0x7C) | (gexc << 2)
+        r[<int>Cp0.STATUS] |= Status.EXL
+        self.stop = Stop.ROOT_EXCEPTION
         self.update_mode()
 
     cdef void root_stop(self, uint32_t resume_pc, int why) noexcept nogil:
@@ -2073,14 +2007,14 @@ cdef class Cpu:
         cdef int c = self.ctx
         cdef uint32_t* r = self.cp0[c]
         cdef uint32_t target
-        if r[R_STATUS] & ST_ERL:
-            target = r[R_ERROREPC]
-            r[R_STATUS] &= ~ST_ERL
+        if r[<int>Cp0.STATUS] & Status.ERL:
+            target = r[<int>Cp0.ERROREPC]
+            r[<int>Cp0.STATUS] &= ~Status.ERL
             self.recompute_segments(c)
             self.flush_utlb_ctx(c)
         else:
-            target = r[R_EPC]
-            r[R_STATUS] &= ~ST_EXL
+            target = r[<int>Cp0.EPC]
+            r[<int>Cp0.STATUS] &= ~Status.EXL
         self.pc_ = target
         self.npc = target + 4
         self.bd = 0
@@ -2090,13 +2024,13 @@ cdef class Cpu:
 
     # ------------------------------------------------------------ modes and segments
     cdef void update_mode(self) noexcept nogil:
-        cdef uint32_t st0 = self.cp0[0][R_STATUS]
+        cdef uint32_t st0 = self.cp0[0][<int>Cp0.STATUS]
         cdef uint32_t st
-        self.guest_mode = ((self.cp0[0][R_GUESTCTL0] & 0x80000000U) != 0
-                           and not (st0 & (ST_EXL | ST_ERL)))
+        self.guest_mode = ((self.cp0[0][<int>Cp0.GUESTCTL0] & 0x80000000U) != 0
+                           and not (st0 & (Status.EXL | Status.ERL)))
         self.ctx = 1 if self.guest_mode else 0
-        st = self.cp0[self.ctx][R_STATUS]
-        if st & (ST_EXL | ST_ERL):
+        st = self.cp0[self.ctx][<int>Cp0.STATUS]
+        if st & (Status.EXL | Status.ERL):
             self.mode = MODE_K
         else:
             self.mode = (st >> 3) & 3
@@ -2108,14 +2042,14 @@ cdef class Cpu:
         cdef uint32_t* r = self.cp0[c]
         cdef uint32_t cfg, am, eu, pa
         cdef int s, m, k
-        cdef int erl = (r[R_STATUS] & ST_ERL) != 0
+        cdef int erl = (r[<int>Cp0.STATUS] & Status.ERL) != 0
         for s in range(8):
             if s >= 6:
-                cfg = (r[R_SEGCTL0] >> (16 if s == 6 else 0)) & 0xFFFF
+                cfg = (r[<int>Cp0.SEGCTL0] >> (16 if s == 6 else 0)) & 0xFFFF
             elif s >= 4:
-                cfg = (r[R_SEGCTL1] >> (16 if s == 4 else 0)) & 0xFFFF
+                cfg = (r[<int>Cp0.SEGCTL1] >> (16 if s == 4 else 0)) & 0xFFFF
             else:
-                cfg = (r[R_SEGCTL2] >> (16 if s < 2 else 0)) & 0xFFFF
+                cfg = (r[<int>Cp0.SEGCTL2] >> (16 if s < 2 else 0)) & 0xFFFF
             am = (cfg >> 4) & 7
             eu = (cfg >> 3) & 1
             if s < 4:
@@ -2164,7 +2098,7 @@ cdef class Cpu:
         return -1
 
     cdef int random_index(self, int c) noexcept nogil:
-        cdef uint32_t wired = self.cp0[c][R_WIRED]
+        cdef uint32_t wired = self.cp0[c][<int>Cp0.WIRED]
         self.random_state = self.random_state * 1103515245 + 12345
         if wired >= NTLB:
             return NTLB - 1
@@ -2174,31 +2108,31 @@ cdef class Cpu:
         return self.tlb_lookup(c, hi & 0xFFFFE000U, hi & 0xFF, gid)
 
     cdef void tlbp(self, int c) noexcept nogil:
-        cdef uint32_t gid = (self.cp0[0][R_GUESTCTL1] >> 16) & 0xFF if c == 0 else 0
-        cdef int i = self.probe(c, self.cp0[c][R_ENTRYHI], gid)
+        cdef uint32_t gid = (self.cp0[0][<int>Cp0.GUESTCTL1] >> 16) & 0xFF if c == 0 else 0
+        cdef int i = self.probe(c, self.cp0[c][<int>Cp0.ENTRYHI], gid)
         if i < 0:
-            self.cp0[c][R_INDEX] = 0x80000000U | (self.cp0[c][R_INDEX] & (NTLB - 1))
+            self.cp0[c][<int>Cp0.INDEX] = 0x80000000U | (self.cp0[c][<int>Cp0.INDEX] & (NTLB - 1))
         else:
-            self.cp0[c][R_INDEX] = <uint32_t>i
+            self.cp0[c][<int>Cp0.INDEX] = <uint32_t>i
 
     cdef void tlbr(self, int c) noexcept nogil:
-        cdef int i = <int>(self.cp0[c][R_INDEX] & (NTLB - 1))
+        cdef int i = <int>(self.cp0[c][<int>Cp0.INDEX] & (NTLB - 1))
         cdef TlbEntry* e = &self.tlb[c][i]
         cdef uint32_t g = e.lo0 & e.lo1 & 1
-        cdef uint32_t old = self.cp0[c][R_ENTRYHI]
-        self.cp0[c][R_ENTRYHI] = e.hi
-        self.cp0[c][R_PAGEMASK] = e.mask
-        self.cp0[c][R_ENTRYLO0] = (e.lo0 & ~1U) | g
-        self.cp0[c][R_ENTRYLO1] = (e.lo1 & ~1U) | g
+        cdef uint32_t old = self.cp0[c][<int>Cp0.ENTRYHI]
+        self.cp0[c][<int>Cp0.ENTRYHI] = e.hi
+        self.cp0[c][<int>Cp0.PAGEMASK] = e.mask
+        self.cp0[c][<int>Cp0.ENTRYLO0] = (e.lo0 & ~1U) | g
+        self.cp0[c][<int>Cp0.ENTRYLO1] = (e.lo1 & ~1U) | g
         if c == 0:
-            self.cp0[0][R_GUESTCTL1] = (self.cp0[0][R_GUESTCTL1] & ~0x00FF0000) | (e.guestid << 16)
+            self.cp0[0][<int>Cp0.GUESTCTL1] = (self.cp0[0][<int>Cp0.GUESTCTL1] & ~0x00FF0000) | (e.guestid << 16)
         if (old ^ e.hi) & 0xFF:
             self.flush_utlb_ctx(c)
 
     cdef void tlbw(self, int c, int i) noexcept nogil:
-        cdef uint32_t gid = (self.cp0[0][R_GUESTCTL1] >> 16) & 0xFF if c == 0 else 0
-        self.write_tlb_entry(c, i, self.cp0[c][R_ENTRYHI], self.cp0[c][R_PAGEMASK],
-                             self.cp0[c][R_ENTRYLO0], self.cp0[c][R_ENTRYLO1], gid)
+        cdef uint32_t gid = (self.cp0[0][<int>Cp0.GUESTCTL1] >> 16) & 0xFF if c == 0 else 0
+        self.write_tlb_entry(c, i, self.cp0[c][<int>Cp0.ENTRYHI], self.cp0[c][<int>Cp0.PAGEMASK],
+                             self.cp0[c][<int>Cp0.ENTRYLO0], self.cp0[c][<int>Cp0.ENTRYLO1], gid)
 
     cdef void write_tlb_entry(self, int c, int i, uint32_t hi, uint32_t mask, uint32_t lo0,
                               uint32_t lo1, uint32_t gid) noexcept nogil:
@@ -2264,23 +2198,23 @@ cdef class Cpu:
             if fault:
                 self.addr_error(self.fault_pc, va, ACC_STORE if acc == ACC_STORE else ACC_LOAD)
             return 1
-        asid = r[R_ENTRYHI] & 0xFF
+        asid = r[<int>Cp0.ENTRYHI] & 0xFF
         gid = 0
         i = self.tlb_lookup(c, va, asid, gid)
         if i < 0:
             if fault:
-                self.tlb_exception(c, va, acc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, 1)
+                self.tlb_exception(c, va, acc, ExcCode.TLBS if acc == ACC_STORE else ExcCode.TLBL, 1)
             return 1
         e = &self.tlb[c][i]
         half = ((e.mask | 0x1FFF) + 1) >> 1
         lo = e.lo1 if (va & half) else e.lo0
         if not (lo & 2):
             if fault:
-                self.tlb_exception(c, va, acc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, 0)
+                self.tlb_exception(c, va, acc, ExcCode.TLBS if acc == ACC_STORE else ExcCode.TLBL, 0)
             return 1
         if acc == ACC_STORE and not (lo & 4):
             if fault:
-                self.tlb_exception(c, va, acc, EXC_MOD, 0)
+                self.tlb_exception(c, va, acc, ExcCode.MOD, 0)
             return 1
         writable[0] = (lo & 4) != 0
         pa_out[0] = (((lo >> 6) << 12) & ~(half - 1)) | (va & (half - 1))
@@ -2289,8 +2223,8 @@ cdef class Cpu:
     cdef void tlb_exception(self, int c, uint32_t va, int acc, uint32_t code, int refill) noexcept nogil:
         cdef uint32_t* r = self.cp0[c]
         cdef uint32_t pc = self.fault_pc
-        r[R_CONTEXT] = (r[R_CONTEXT] & 0xFF800000U) | ((va >> 9) & 0x007FFFF0)
-        r[R_ENTRYHI] = (va & 0xFFFFE000U) | (r[R_ENTRYHI] & 0xFF)
+        r[<int>Cp0.CONTEXT] = (r[<int>Cp0.CONTEXT] & 0xFF800000U) | ((va >> 9) & 0x007FFFF0)
+        r[<int>Cp0.ENTRYHI] = (va & 0xFFFFE000U) | (r[<int>Cp0.ENTRYHI] & 0xFF)
         if c == 0:
             self.root_exc(pc, code, 0, va, 1)
         else:
@@ -2299,26 +2233,26 @@ cdef class Cpu:
     cdef int xlat_stage2(self, uint32_t gpa, int acc, uint32_t* hpa_out, int* writable,
                          int fault) noexcept nogil:
         """Guest physical -> host physical through the root TLB (VZ second stage)."""
-        cdef uint32_t gid = self.cp0[0][R_GUESTCTL1] & 0xFF
-        cdef uint32_t asid = self.cp0[0][R_ENTRYHI] & 0xFF
+        cdef uint32_t gid = self.cp0[0][<int>Cp0.GUESTCTL1] & 0xFF
+        cdef uint32_t asid = self.cp0[0][<int>Cp0.ENTRYHI] & 0xFF
         cdef int i = self.tlb_lookup(0, gpa, asid, gid)
         cdef TlbEntry* e
         cdef uint32_t half, lo, code
         cdef uint32_t pc = self.fault_pc
         if i < 0:
             if fault:
-                self.root_exc(pc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, GEXC_GPA, gpa, 1)
+                self.root_exc(pc, ExcCode.TLBS if acc == ACC_STORE else ExcCode.TLBL, GExcCode.GPA, gpa, 1)
             return 1
         e = &self.tlb[0][i]
         half = ((e.mask | 0x1FFF) + 1) >> 1
         lo = e.lo1 if (gpa & half) else e.lo0
         if not (lo & 2):
             if fault:
-                self.root_exc(pc, EXC_TLBS if acc == ACC_STORE else EXC_TLBL, GEXC_GPA, gpa, 1)
+                self.root_exc(pc, ExcCode.TLBS if acc == ACC_STORE else ExcCode.TLBL, GExcCode.GPA, gpa, 1)
             return 1
         if acc == ACC_STORE and not (lo & 4):
             if fault:
-                self.root_exc(pc, EXC_MOD, GEXC_GPA, gpa, 1)
+                self.root_exc(pc, ExcCode.MOD, GExcCode.GPA, gpa, 1)
             return 1
         writable[0] = (lo & 4) != 0
         hpa_out[0] = (((lo >> 6) << 12) & ~(half - 1)) | (gpa & (half - 1))
@@ -2344,8 +2278,8 @@ cdef class Cpu:
         cdef uint32_t idx
         cdef UtEntry* e
         if acc == ACC_FETCH and (va & 3):
-            self.cp0[self.ctx][R_BADVADDR] = va
-            self.exception(va, EXC_ADEL, va, 1)
+            self.cp0[self.ctx][<int>Cp0.BADVADDR] = va
+            self.exception(va, ExcCode.ADEL, va, 1)
             return NULL
         if self.xlat_stage1(va, acc, &pa, &w1, 1):
             return NULL
@@ -2355,7 +2289,7 @@ cdef class Cpu:
             pa = hpa
         if (pa >> 12) >= self.npages or self.page_ptr[pa >> 12] == 0:
             self.root_exc(self.fault_pc,
-                          EXC_IBE if acc == ACC_FETCH else EXC_DBE, 0, va, 1)
+                          ExcCode.IBE if acc == ACC_FETCH else ExcCode.DBE, 0, va, 1)
             return NULL
         host = self.page_ptr[pa >> 12]
         idx = (va >> 12) & UT_MASK

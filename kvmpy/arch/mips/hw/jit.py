@@ -2,7 +2,10 @@
 
 This is part of the simulated *hardware*, like QEMU's TCG is part of QEMU's
 CPU: the interpreter loop in `cpu.pyx` counts how often each block start
-runs, and when one gets hot it asks `Translator.translate()` for host code.
+runs, and when one gets hot it asks the translation service
+(kvmpy/sim/translate.py: cache, batching, background thread, LLVM, chaining)
+for host code. This module is the service's MIPS front end: how far a block
+reaches, and the LLVM IR of its host function.
 A block is straight-line guest code from its first instruction up to and
 including the delay slot of the first branch or jump, cut short before
 anything this module does not translate (CP0, ll/sc, syscall, cache...), at
@@ -35,32 +38,20 @@ The contract with the interpreter (mirrored by `JitCtx` in cpu.pyx):
   successor on the same page has a translation tail-calls it (chaining), so
   hot loops do not go through the interpreter's dispatch at all.
 
-Translations depend only on the guest virtual address and the code words,
-so they are cached by those (`Translator` is shared process-wide): a second
-vCPU or VM running the same code gets the same host function without a new
-compile.
-
-Why llvmlite: DESIGN.md's route to QEMU-class speed; it is the well-kept
-binding numba is built on, ships LLVM inside its wheels, and LLVM turns the
-guest registers of a block into host registers (SROA) and does the
-instruction selection a hand-written code generator would need (docs/jit.md).
+The service caches translations by guest virtual address and code words
+and is shared process-wide (`shared_translator()`): a second vCPU or VM
+running the same code gets the same host function without a new compile.
 """
 
 from __future__ import annotations
 
-import atexit
-import ctypes
-import logging
-import queue
-import sys
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llvmlite import ir
 
+from kvmpy.sim.translate import CompiledBlock, Deliver, Shared, Translator
+
 MAX_BLOCK_INSNS = 64
-MAX_BATCH = 32            # blocks the translator's thread compiles as one LLVM module
 PAGE_SIZE = 4096
 
 # JitCtx field offsets (bytes): must match `cdef struct JitCtx` in cpu.pyx;
@@ -95,9 +86,6 @@ I1 = ir.IntType(1)
 # a translated block: int64 block(JitCtx* ctx, int64 instructions executed before it by
 # blocks chained to it); returns the instructions executed in all
 BLOCK_FN_TYPE = ir.FunctionType(I64, [I8.as_pointer(), I64])
-
-# what Translator.request() calls with the result (on the translator's thread)
-Deliver = Callable[["CompiledBlock | None"], None]
 
 
 def _sext16(word: int) -> int:
@@ -775,175 +763,20 @@ class _Emitter:
         self._leave(_Exit(npc, b.add(npc, c(4)), slot, EXIT_CHAIN, n))
 
 
-# ---------------------------------------------------------------- compilation
-@dataclass(frozen=True)
-class CompiledBlock:
-    """A translated block: the host function's address and how many instructions one pass runs."""
+# ---------------------------------------------------------------- the front end
+class MipsFrontEnd:
+    """The MIPS32 front end of the translation service (kvmpy.sim.translate.FrontEnd)."""
 
-    address: int
-    insn_count: int
-    shape: BlockShape
-
-
-class Translator:
-    """Turns guest blocks into host code; one per process, shared by all vCPUs.
-
-    `translate(vpc, code)` is what the CPU calls; `code` holds the guest's
-    instruction words from `vpc` to the end of its page.
-    """
-
-    def __init__(self, codegen_level: int = 1, full_pipeline: bool = False) -> None:
-        import llvmlite.binding as llvm
-
+    def check(self) -> None:
         check_ctx_layout()
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        self._llvm = llvm
-        self._tm = llvm.Target.from_default_triple().create_target_machine(opt=codegen_level, jit=True)
-        self._full_pipeline = full_pipeline
-        self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self._tm)
-        self._cache: dict[tuple[int, tuple[int, ...]], CompiledBlock] = {}
-        self._lock = threading.Lock()
-        self._serial = 0
-        self._requests: queue.SimpleQueue[tuple[int, bytes, Deliver] | None] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
-        # chaining: the newest translation of each guest address, and the
-        # chain slots (host addresses) that lead to each guest address
-        self._latest: dict[int, int] = {}
-        self._chain_waiting: dict[int, list[int]] = {}
-        self.blocks_compiled = 0
-        self.cache_hits = 0
-        self.failures = 0
 
-    def translate(self, vpc: int, code: bytes) -> CompiledBlock | None:
-        """Host code for the block at guest virtual address `vpc`, or None if it has no translatable start."""
-        return self.translate_many([(vpc, code)])[0]
+    def shape(self, vpc: int, code: bytes) -> BlockShape | None:
+        return block_shape(vpc, code)
 
-    def translate_many(self, blocks: list[tuple[int, bytes]]) -> list[CompiledBlock | None]:
-        """`translate()` for several blocks at once: the new ones are compiled as one LLVM module.
-
-        A module costs LLVM a fixed part on top of each function; compiling
-        the blocks that queued up together roughly halves the cost per block.
-        """
-        shapes = [block_shape(vpc, code) for vpc, code in blocks]
-        with self._lock:
-            new: dict[tuple[int, tuple[int, ...]], BlockShape] = {}
-            for shape in shapes:
-                if shape is None:
-                    continue
-                key = (shape.vpc, shape.words)
-                if key in self._cache:
-                    self.cache_hits += 1
-                else:
-                    new.setdefault(key, shape)
-            if new:
-                for compiled in self._compile(list(new.values())):
-                    self._cache[(compiled.shape.vpc, compiled.shape.words)] = compiled
-            return [None if shape is None else self._cache[(shape.vpc, shape.words)] for shape in shapes]
-
-    def request(self, vpc: int, code: bytes, deliver: Deliver) -> None:
-        """Translate in the background; `deliver` gets the result on the translator's thread.
-
-        LLVM runs with the GIL released (llvmlite calls it through ctypes),
-        so on a machine with a spare core the vCPU hardly notices.
-        """
-        with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="kvmpy-jit", daemon=True)
-                self._worker.start()
-                atexit.register(self.stop_worker)
-        self._requests.put((vpc, code, deliver))
-
-    def stop_worker(self, timeout_s: float = 10.0) -> None:
-        """Let the translator's thread finish its batch and end (at exit).
-
-        A daemon thread still inside LLVM while the interpreter tears
-        llvmlite down could crash the process on its way out.
-        """
-        worker = self._worker
-        if worker is not None and worker.is_alive():
-            self._requests.put(None)
-            worker.join(timeout_s)
-
-    def _work(self) -> None:
-        # Building IR is Python and holds the GIL for milliseconds; a vCPU thread
-        # handling an exit must not wait the default 5 ms for it.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        while True:
-            first = self._requests.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:    # whatever queued up while the last batch compiled
-                try:
-                    item = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._requests.put(None)     # stop after this batch
-                    break
-                batch.append(item)
-            results: list[CompiledBlock | None]
-            try:
-                results = self.translate_many([(vpc, code) for vpc, code, _ in batch])
-            except Exception:  # a translator bug must not kill the thread: those blocks stay interpreted
-                self.failures += 1
-                _log.exception("jit: translating blocks at %s failed", [hex(vpc) for vpc, _, _ in batch])
-                results = [None] * len(batch)
-            for (_, _, deliver), block in zip(batch, results, strict=True):
-                deliver(block)
-
-    def ir_of(self, shape: BlockShape) -> str:
-        """The LLVM IR of a block, unoptimised (for docs and debugging)."""
-        module = ir.Module(name="kvmpy_block")
-        _Emitter(shape, module, "block").build()
-        return str(module)
-
-    def _compile(self, shapes: list[BlockShape]) -> list[CompiledBlock]:
-        llvm = self._llvm
-        self._serial += 1
-        module = ir.Module(name=f"blocks{self._serial}")
-        module.triple = self._tm.triple
-        emitters = []
-        for i, shape in enumerate(shapes):
-            emitter = _Emitter(shape, module, f"blk{self._serial}_{i}_{shape.vpc:08x}")
-            emitter.build()
-            emitters.append(emitter)
-        mod = llvm.parse_assembly(str(module))
-        mod.verify()
-        pb = llvm.create_pass_builder(self._tm, llvm.create_pipeline_tuning_options(speed_level=2))
-        if self._full_pipeline:
-            pb.getModulePassManager().run(mod, pb)
-        else:
-            # what a block needs: guest registers into SSA values, then folding
-            fpm = llvm.create_new_function_pass_manager()
-            fpm.add_sroa_pass()
-            fpm.add_instruction_combine_pass()
-            fpm.add_simplify_cfg_pass()
-            fpm.add_new_gvn_pass()
-            fpm.add_dead_code_elimination_pass()
-            for fn in mod.functions:
-                fpm.run(fn, pb)
-        self._engine.add_module(mod)
-        self._engine.finalize_object()
-        compiled = []
-        for emitter in emitters:
-            shape = emitter.shape
-            address = self._engine.get_function_address(emitter.name)
-            compiled.append(CompiledBlock(address, shape.insn_count, shape))
-            self._latest[shape.vpc] = address
-        self.blocks_compiled += len(compiled)
-        # chaining: the new blocks' successors, and the blocks waiting for the new ones
-        for emitter in emitters:
-            for target in emitter.chain_slots:
-                slot_address = self._engine.get_global_value_address(f"{emitter.name}_to_{target:08x}")
-                self._chain_waiting.setdefault(target, []).append(slot_address)
-                if target in self._latest:
-                    ctypes.c_uint64.from_address(slot_address).value = self._latest[target]
-        for block in compiled:
-            for slot_address in self._chain_waiting.get(block.shape.vpc, ()):
-                ctypes.c_uint64.from_address(slot_address).value = self._latest[block.shape.vpc]
-        return compiled
+    def emit(self, shape: BlockShape, module: ir.Module, name: str) -> dict[int, str]:
+        emitter = _Emitter(shape, module, name)
+        emitter.build()
+        return {target: slot.name for target, slot in emitter.chain_slots.items()}
 
 
 def check_ctx_layout() -> None:
@@ -959,19 +792,12 @@ def check_ctx_layout() -> None:
         raise RuntimeError(f"jit: JitCtx layout differs from cpu.pyx: {mine} != {theirs}")
 
 
-_log = logging.getLogger(__name__)
-_shared: Translator | None = None
-_shared_lock = threading.Lock()
+_shared = Shared(lambda: Translator(MipsFrontEnd()))
 
 
 def shared_translator() -> Translator:
-    """The process-wide translator (created on first use: LLVM is not loaded before)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = Translator()
-        return _shared
-
+    """The process-wide MIPS translator (created on first use: LLVM is not loaded before)."""
+    return _shared.get()
 
 
 class SharedTranslator:
@@ -981,7 +807,7 @@ class SharedTranslator:
     """
 
     def translate(self, vpc: int, code: bytes) -> CompiledBlock | None:
-        return shared_translator().translate(vpc, code)
+        return _shared.translate(vpc, code)
 
     def request(self, vpc: int, code: bytes, deliver: Deliver) -> None:
-        shared_translator().request(vpc, code, deliver)
+        _shared.request(vpc, code, deliver)

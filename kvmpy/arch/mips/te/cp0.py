@@ -17,69 +17,39 @@ largest configuration) and UserLocal.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from kvmpy.arch.mips.hw import defs
+
+# The hardware constants (hw/defs.pxd) as plain ints for the TE modules: the
+# trap path looks them up constantly (see defs.plain).
+Cp0 = defs.plain(defs.Cp0)
+Status = defs.plain(defs.Status)
+Cause = defs.plain(defs.Cause)
+EntryLo = defs.plain(defs.EntryLo)
+Ctx = defs.plain(defs.Ctx)
 
 COMMPAGE_SIZE = 4096
+# The commpage sits at the top of kseg3, the lowest address a load with base
+# $zero reaches with a negative 16-bit offset. Linux leaves that range unused
+# (its fixmap ends at 0xfffe0000), user mode cannot reach kseg3, and a kernel
+# NULL-pointer access still faults as it should (Linux's own T&E put the page
+# at address 0, where it hid the kernel's accesses to user page 0).
+COMMPAGE_GVA = 0xFFFF8000
 GUEST_TLB_ENTRIES = 64
 
+# The CP0 registers a 24Kc has (by commpage index, register * 8 + select)
+GUEST_CP0 = frozenset({
+    Cp0.INDEX, Cp0.RANDOM, Cp0.ENTRYLO0, Cp0.ENTRYLO1, Cp0.CONTEXT, Cp0.USERLOCAL, Cp0.PAGEMASK,
+    Cp0.WIRED, Cp0.HWRENA, Cp0.BADVADDR, Cp0.COUNT, Cp0.ENTRYHI, Cp0.COMPARE, Cp0.STATUS,
+    Cp0.INTCTL, Cp0.SRSCTL, Cp0.CAUSE, Cp0.EPC, Cp0.PRID, Cp0.EBASE, Cp0.CONFIG0, Cp0.CONFIG1,
+    Cp0.CONFIG2, Cp0.CONFIG3, Cp0.LLADDR, Cp0.ERRCTL, Cp0.TAGLO, Cp0.DATALO, Cp0.TAGHI, Cp0.DATAHI,
+    Cp0.ERROREPC, Cp0.DESAVE,
+})
 
-class R(IntEnum):
-    """Virtual CP0 registers by commpage index (register * 8 + select)."""
-
-    INDEX = 0
-    RANDOM = 8
-    ENTRYLO0 = 16
-    ENTRYLO1 = 24
-    CONTEXT = 32
-    USERLOCAL = 34
-    PAGEMASK = 40
-    WIRED = 48
-    HWRENA = 56
-    BADVADDR = 64
-    COUNT = 72
-    ENTRYHI = 80
-    COMPARE = 88
-    STATUS = 96
-    INTCTL = 97
-    SRSCTL = 98
-    CAUSE = 104
-    EPC = 112
-    PRID = 120
-    EBASE = 121
-    CONFIG0 = 128
-    CONFIG1 = 129
-    CONFIG2 = 130
-    CONFIG3 = 131
-    LLADDR = 136
-    ERRCTL = 208
-    TAGLO = 224
-    DATALO = 225
-    TAGHI = 232
-    DATAHI = 233
-    ERROREPC = 240
-    DESAVE = 248
-
-
-# Status bits
-ST_IE = 0x1
-ST_EXL = 0x2
-ST_ERL = 0x4
-ST_KSU_USER = 0x10
-ST_BEV = 0x00400000
-ST_CU0 = 0x10000000
-# Cause bits
-CAUSE_BD = 0x80000000
-CAUSE_TI = 0x40000000
-CAUSE_CE_SHIFT = 28
-CAUSE_DC = 0x08000000
-CAUSE_IV = 0x00800000
-CAUSE_IP_MASK = 0xFF00
-CAUSE_IP_HW_MASK = 0xFC00  # IP7..IP2, driven by the hardware (our injected lines)
-CAUSE_SW_WRITABLE = CAUSE_DC | CAUSE_IV | 0x300
+CAUSE_SW_WRITABLE = Cause.DC | Cause.IV | 0x300  # and IP1..IP0, the software interrupts
 TIMER_IP = 1 << 15  # IntCtl.IPTI = 7: the timer is IP7
 
 # What the guest can change by mtc0 (other bits are read-only or not implemented)
-STATUS_WRITABLE = ST_CU0 | ST_BEV | 0xFF00 | 0x1F
+STATUS_WRITABLE = Status.CU0 | Status.BEV | 0xFF00 | 0x1F
 ENTRYLO_WRITABLE = 0x03FFFFFF
 ENTRYHI_WRITABLE = 0xFFFFE0FF
 PAGEMASK_WRITABLE = 0x1FFFE000
@@ -105,27 +75,26 @@ INTCTL_24KC = (7 << 29) | (6 << 26)  # timer on IP7, performance counters on IP6
 # Registers a trapped mfc0 may be rewritten into a commpage load for: their
 # commpage value is always the architectural value. Not Count or Random
 # (computed when read).
-REWRITABLE_READS = frozenset(R) - {R.COUNT, R.RANDOM}
+REWRITABLE_READS = GUEST_CP0 - {Cp0.COUNT, Cp0.RANDOM}
 # Registers a trapped mtc0 may be rewritten into a commpage store for: plain
 # storage the hypervisor only looks at when it next emulates something
 # (tlbwi reads EntryLo/PageMask/Index then and masks them), with no side
 # effect at the time of the write.
 REWRITABLE_WRITES = frozenset(
-    {R.ENTRYLO0, R.ENTRYLO1, R.PAGEMASK, R.INDEX, R.EPC, R.ERROREPC, R.DESAVE, R.TAGLO, R.DATALO,
-     R.TAGHI, R.DATAHI}
+    {Cp0.ENTRYLO0, Cp0.ENTRYLO1, Cp0.PAGEMASK, Cp0.INDEX, Cp0.EPC, Cp0.ERROREPC, Cp0.DESAVE,
+     Cp0.TAGLO, Cp0.DATALO, Cp0.TAGHI, Cp0.DATAHI}
 )
 
 
 def reg_name(index: int) -> str:
-    try:
-        return R(index).name
-    except ValueError:
-        return f"r{index >> 3}s{index & 7}"
+    if index in GUEST_CP0:
+        return defs.Cp0(index).name
+    return f"r{index >> 3}s{index & 7}"
 
 
 def guest_kernel_mode(status: int) -> bool:
     """The guest is in kernel mode: EXL or ERL set, or KSU = kernel (supervisor counts as user)."""
-    return bool(status & (ST_EXL | ST_ERL)) or not status & 0x18
+    return bool(status & (Status.EXL | Status.ERL)) or not status & Status.KSU_MASK
 
 
 class VirtualCp0:
@@ -148,15 +117,15 @@ class VirtualCp0:
         r = self.regs
         for i in range(len(r)):
             r[i] = 0
-        r[R.STATUS] = ST_BEV | ST_ERL
-        r[R.PRID] = PRID_24KC
-        r[R.EBASE] = 0x80000000 | (self.vcpu_id & 0x3FF)
-        r[R.CONFIG0] = CONFIG0_24KC
-        r[R.CONFIG1] = CONFIG1_24KC
-        r[R.CONFIG2] = CONFIG2_24KC
-        r[R.CONFIG3] = CONFIG3_24KC
-        r[R.INTCTL] = INTCTL_24KC
-        r[R.RANDOM] = GUEST_TLB_ENTRIES - 1
+        r[Cp0.STATUS] = Status.BEV | Status.ERL
+        r[Cp0.PRID] = PRID_24KC
+        r[Cp0.EBASE] = 0x80000000 | (self.vcpu_id & 0x3FF)
+        r[Cp0.CONFIG0] = CONFIG0_24KC
+        r[Cp0.CONFIG1] = CONFIG1_24KC
+        r[Cp0.CONFIG2] = CONFIG2_24KC
+        r[Cp0.CONFIG3] = CONFIG3_24KC
+        r[Cp0.INTCTL] = INTCTL_24KC
+        r[Cp0.RANDOM] = GUEST_TLB_ENTRIES - 1
 
     def __getitem__(self, index: int) -> int:
         return self.regs[index]
@@ -168,24 +137,24 @@ class VirtualCp0:
         """mtc0 semantics for registers without side effects: apply the write mask."""
         r = self.regs
         value &= 0xFFFFFFFF
-        if index == R.INDEX:
+        if index == Cp0.INDEX:
             r[index] = (r[index] & 0x80000000) | (value % GUEST_TLB_ENTRIES)
-        elif index in (R.ENTRYLO0, R.ENTRYLO1):
+        elif index in (Cp0.ENTRYLO0, Cp0.ENTRYLO1):
             r[index] = value & ENTRYLO_WRITABLE
-        elif index == R.CONTEXT:
+        elif index == Cp0.CONTEXT:
             r[index] = (r[index] & ~CONTEXT_PTEBASE) | (value & CONTEXT_PTEBASE)
-        elif index == R.PAGEMASK:
+        elif index == Cp0.PAGEMASK:
             r[index] = value & PAGEMASK_WRITABLE
-        elif index == R.WIRED:
+        elif index == Cp0.WIRED:
             r[index] = value % GUEST_TLB_ENTRIES
-            r[R.RANDOM] = GUEST_TLB_ENTRIES - 1
-        elif index == R.HWRENA:
+            r[Cp0.RANDOM] = GUEST_TLB_ENTRIES - 1
+        elif index == Cp0.HWRENA:
             r[index] = value & HWRENA_WRITABLE
-        elif index == R.EBASE:
+        elif index == Cp0.EBASE:
             r[index] = (r[index] & ~EBASE_WRITABLE) | (value & EBASE_WRITABLE)
-        elif index == R.CONFIG0:
+        elif index == Cp0.CONFIG0:
             r[index] = (r[index] & ~7) | (value & 7)
-        elif index in (R.USERLOCAL, R.EPC, R.ERROREPC, R.DESAVE, R.TAGLO, R.DATALO, R.TAGHI, R.DATAHI,
-                       R.ERRCTL):
+        elif index in (Cp0.USERLOCAL, Cp0.EPC, Cp0.ERROREPC, Cp0.DESAVE, Cp0.TAGLO, Cp0.DATALO,
+                       Cp0.TAGHI, Cp0.DATAHI, Cp0.ERRCTL):
             r[index] = value
         # Everything else is read-only or not implemented on a 24Kc: ignored.

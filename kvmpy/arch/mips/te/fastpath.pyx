@@ -18,30 +18,22 @@ only a shortcut for its commonest cases.
 
 from libc.stdint cimport uint32_t, uint64_t
 
+from kvmpy.arch.mips.hw.defs cimport Cause, Cp0, ExcCode, Status
+
 from kvmpy.arch.mips.hw.defs import Stop
 
 cdef object STOP_ROOT_EXC = Stop.ROOT_EXCEPTION
 cdef object STOP_BUDGET = Stop.BUDGET
 
-DEF R_STATUS = 96
-DEF R_CAUSE = 104
-DEF ST_IE = 0x1
-DEF ST_EXL_ERL = 0x6
-DEF ST_ERL = 0x4
-DEF ST_CU0 = 0x10000000
-DEF STATUS_MODE_BITS = 0x1E
-DEF STATUS_WRITABLE = 0x1040FF1F
-DEF CAUSE_BD = 0x80000000
-DEF CAUSE_CE = 0x30000000
-DEF EXC_CPU = 11
-
-# For the test that these mirror te.cp0 (DEF constants are invisible to Python).
-MIRRORED = {"STATUS_WRITABLE": STATUS_WRITABLE, "R_STATUS": R_STATUS, "R_CAUSE": R_CAUSE}
+cdef enum:
+    ST_EXL_ERL = Status.EXL | Status.ERL
+    # Status bits whose change may change the guest's privilege: KSU, ERL, EXL
+    STATUS_MODE_BITS = Status.KSU_MASK | Status.ERL | Status.EXL
 
 
 cdef inline bint guest_kernel_mode(uint32_t status) noexcept:
     # kernel mode: EXL or ERL set, or KSU = kernel (as te.cp0.guest_kernel_mode decides)
-    return (status & ST_EXL_ERL) != 0 or (status & 0x18) == 0
+    return (status & ST_EXL_ERL) != 0 or (status & Status.KSU_MASK) == 0
 
 
 cdef class FastTraps:
@@ -52,11 +44,13 @@ cdef class FastTraps:
     cdef public bint guest_kernel     # the guest is in kernel mode (kept by TeVcpu)
     cdef public uint32_t count_offset  # guest Count = host Count + count_offset
     cdef public bint count_frozen      # Cause.DC: Count is not running, let Python answer
+    cdef uint32_t status_writable      # the guest's mtc0 Status write mask (te.cp0)
     cdef public uint64_t n_di, n_ei, n_mtc0_status, n_mfc0_count
 
-    def __init__(self, cpu, commpage):
+    def __init__(self, cpu, commpage, uint32_t status_writable):
         self.cpu = cpu
         self.regs = memoryview(commpage).cast("I")
+        self.status_writable = status_writable
         self.guest_kernel = True
 
     def run(self, uint64_t budget, bint eretnc):
@@ -72,10 +66,10 @@ cdef class FastTraps:
             if stop is not STOP_ROOT_EXC:
                 return stop
             cause = cpu.cp0_read(0, 13, 0)
-            if (cause >> 2) & 0x1F != EXC_CPU or cause & (CAUSE_BD | CAUSE_CE):
+            if (cause >> 2) & 0x1F != ExcCode.CPU or cause & (Cause.BD | Cause.CE_MASK):
                 return stop
-            status = regs[R_STATUS]
-            if not self.guest_kernel and not status & ST_CU0:
+            status = regs[<int>Cp0.STATUS]
+            if not self.guest_kernel and not status & Status.CU0:
                 return stop
             insn = cpu.cp0_read(0, 8, 1)          # BadInstr
             if insn >> 26 != 0x10:
@@ -86,37 +80,37 @@ cdef class FastTraps:
                 if rt:
                     cpu.set_gpr(rt, status)
                 if insn & 0x20:
-                    new = status | ST_IE
+                    new = status | Status.IE
                     self.n_ei += 1
                 else:
-                    new = status & ~ST_IE
+                    new = status & ~Status.IE
                     self.n_di += 1
             elif insn & 0x7F8:
                 return stop
             else:
                 index = ((insn >> 11) & 31) * 8 + (insn & 7)
-                if rs == 4 and index == R_STATUS:               # mtc0 Status
+                if rs == 4 and index == Cp0.STATUS:               # mtc0 Status
                     value = cpu.get_gpr(rt)
-                    new = (status & ~STATUS_WRITABLE) | (value & STATUS_WRITABLE)
+                    new = (status & ~self.status_writable) | (value & self.status_writable)
                     if (status ^ new) & STATUS_MODE_BITS and (
                             guest_kernel_mode(status) != guest_kernel_mode(new)
-                            or (status ^ new) & ST_ERL):
+                            or (status ^ new) & Status.ERL):
                         # the guest's privilege changes: the host must follow (Python)
                         return stop
                     self.n_mtc0_status += 1
-                elif rs == 0 and index == 72 and not self.count_frozen:   # mfc0 Count
+                elif rs == 0 and index == Cp0.COUNT and not self.count_frozen:   # mfc0 Count
                     new = status
                     if rt:
                         cpu.set_gpr(rt, <uint32_t>(<uint32_t>cpu.cp0_read(0, 9, 0) + self.count_offset))
                     self.n_mfc0_count += 1
                 else:
                     return stop
-            regs[R_STATUS] = new
+            regs[<int>Cp0.STATUS] = new
             cpu.cp0_write(0, 14, 0, <uint32_t>(<uint32_t>cpu.cp0_read(0, 14, 0) + 4))
             eretnc = True
             used = <uint64_t>cpu.icount - start
             if used >= budget:
                 return STOP_BUDGET
-            if new & ST_IE and not new & ST_EXL_ERL and regs[R_CAUSE] & new & 0xFF00:
+            if new & Status.IE and not new & ST_EXL_ERL and regs[<int>Cp0.CAUSE] & new & Cause.IP_MASK:
                 # an interrupt is now deliverable: Python's enter() delivers it
                 return STOP_BUDGET

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ELO_G = 0x1
-ELO_V = 0x2
-ELO_D = 0x4
+from kvmpy.arch.mips.te.cp0 import EntryLo
+
 ASID_MASK = 0xFF
 
 
@@ -31,7 +30,7 @@ class GuestTlbEntry:
 
     @property
     def is_global(self) -> bool:
-        return bool(self.entrylo0 & self.entrylo1 & ELO_G)
+        return bool(self.entrylo0 & self.entrylo1 & EntryLo.G)
 
     @property
     def span_mask(self) -> int:
@@ -60,15 +59,15 @@ class GuestTranslation:
 
     @property
     def valid(self) -> bool:
-        return bool(self.entrylo & ELO_V)
+        return bool(self.entrylo & EntryLo.V)
 
     @property
     def dirty(self) -> bool:
-        return bool(self.entrylo & ELO_D)
+        return bool(self.entrylo & EntryLo.D)
 
     @property
     def is_global(self) -> bool:
-        return bool(self.entrylo & ELO_G)
+        return bool(self.entrylo & EntryLo.G)
 
 
 class GuestTlb:

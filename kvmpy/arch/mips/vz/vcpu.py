@@ -12,31 +12,19 @@ interrupts and CP0 accesses, happens in hardware without us.
 from __future__ import annotations
 
 from kvmpy.arch.mips.decode import is_cache, is_wait, mtc0_target
+from kvmpy.arch.mips.hw import defs
 from kvmpy.arch.mips.hw.cpu import Cpu
-from kvmpy.arch.mips.hw.defs import (
-    CAUSE_BD,
-    GC0_AT_GUEST,
-    GC0_CG,
-    GC0_CP0,
-    GC0_GEXC_MASK,
-    GC0_GEXC_SHIFT,
-    GC0_GM,
-    GC0_GT,
-    ST_BEV,
-    ST_ERL,
-    ST_EXL,
-    Cp0,
-    Ctx,
-    ExcCode,
-    GExcCode,
-    Stop,
-)
+from kvmpy.arch.mips.hw.defs import Cp0, Ctx, ExcCode, GExcCode, Stop
 from kvmpy.arch.mips.hypervisor import RootEventHandler, WaitForWakeup, reg_sel, slot_tlb_pair
 from kvmpy.kvm.exits import Exit, InternalErrorExit
 from kvmpy.kvm.memory import MemFlags, MemorySlot, SlotTable
 from kvmpy.kvm.stats import VcpuStats
 
 _reg = reg_sel
+# Register bits as plain ints: exits look them up (see defs.plain)
+Cause = defs.plain(defs.Cause)
+GuestCtl0 = defs.plain(defs.GuestCtl0)
+Status = defs.plain(defs.Status)
 
 
 class VzVcpu(RootEventHandler):
@@ -61,9 +49,11 @@ class VzVcpu(RootEventHandler):
         root, guest = Ctx.ROOT, Ctx.GUEST
         # The root runs at kernel level, out of reset/error state; guest mode is
         # entered by clearing EXL (our run() = eret).
-        cpu.cp0_set_raw(root, *_reg(Cp0.STATUS), ST_EXL)
+        cpu.cp0_set_raw(root, *_reg(Cp0.STATUS), Status.EXL)
         cpu.cp0_set_raw(
-            root, *_reg(Cp0.GUESTCTL0), GC0_GM | GC0_CP0 | GC0_AT_GUEST | GC0_GT | GC0_CG
+            root,
+            *_reg(Cp0.GUESTCTL0),
+            GuestCtl0.GM | GuestCtl0.CP0 | GuestCtl0.AT_GUEST | GuestCtl0.GT | GuestCtl0.CG,
         )
         cpu.cp0_set_raw(root, *_reg(Cp0.GUESTCTL1), self.guest_id | (self.guest_id << 16))
         cpu.cp0_set_raw(root, *_reg(Cp0.ENTRYHI), 0)
@@ -72,7 +62,7 @@ class VzVcpu(RootEventHandler):
         config3 = cpu.cp0_read(guest, *_reg(Cp0.CONFIG3)) & ~((1 << 23) | (1 << 25))
         cpu.cp0_set_raw(guest, *_reg(Cp0.CONFIG3), config3)
         cpu.cp0_set_raw(guest, *_reg(Cp0.EBASE), 0x80000000 | self.vcpu_id)
-        cpu.cp0_set_raw(guest, *_reg(Cp0.STATUS), ST_BEV | ST_ERL)
+        cpu.cp0_set_raw(guest, *_reg(Cp0.STATUS), Status.BEV | Status.ERL)
 
     # ---------------------------------------------------------------- registers
     def read_cp0(self, reg: int, sel: int) -> int:
@@ -108,7 +98,8 @@ class VzVcpu(RootEventHandler):
         if code in (ExcCode.TLBL, ExcCode.TLBS, ExcCode.MOD):
             return self._root_tlb_fault(code)
         if code == ExcCode.GE:
-            gexc = (cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.GUESTCTL0)) & GC0_GEXC_MASK) >> GC0_GEXC_SHIFT
+            gctl0 = cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.GUESTCTL0))
+            gexc = (gctl0 & GuestCtl0.GEXC_MASK) >> GuestCtl0.GEXC_SHIFT
             if gexc == GExcCode.HC:
                 return self._hypercall()
             if gexc == GExcCode.GPSI:
@@ -130,14 +121,14 @@ class VzVcpu(RootEventHandler):
         root_cause = cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.CAUSE))
         status = cpu.cp0_read(g, *_reg(Cp0.STATUS))
         cause = cpu.cp0_read(g, *_reg(Cp0.CAUSE))
-        if not status & ST_EXL:
+        if not status & Status.EXL:
             cpu.cp0_write(g, *_reg(Cp0.EPC), epc)
-            cause = (cause & ~CAUSE_BD) | (root_cause & CAUSE_BD)
+            cause = (cause & ~Cause.BD) | (root_cause & Cause.BD)
         cause = (cause & ~0x7C) | (int(code) << 2)
         cpu.cp0_set_raw(g, *_reg(Cp0.CAUSE), cause)
         cpu.cp0_set_raw(g, *_reg(Cp0.BADINSTR), cpu.cp0_read(Ctx.ROOT, *_reg(Cp0.BADINSTR)))
-        cpu.cp0_set_raw(g, *_reg(Cp0.STATUS), status | ST_EXL)
-        if status & ST_BEV:
+        cpu.cp0_set_raw(g, *_reg(Cp0.STATUS), status | Status.EXL)
+        if status & Status.BEV:
             vector = 0xBFC00380
         else:
             vector = (cpu.cp0_read(g, *_reg(Cp0.EBASE)) & 0xFFFFF000) + 0x180
