@@ -11,6 +11,11 @@ extensions = [
         extra_compile_args=["-O2", "-fno-strict-aliasing", "-fno-tree-vectorize", "-Wno-unused-function"],
     ),
     Extension(
+        "kvmpy.arch.ppc.hw.core440",
+        ["kvmpy/arch/ppc/hw/core440.pyx"],
+        extra_compile_args=["-O2", "-fno-strict-aliasing", "-Wno-unused-function"],
+    ),
+    Extension(
         "kvmpy.arch.mips.te.fastpath",
         ["kvmpy/arch/mips/te/fastpath.pyx"],
         extra_compile_args=["-O2", "-Wno-unused-function"],
