@@ -69,6 +69,11 @@ GUESTS: tuple[PpcGuest, ...] = (
     PpcGuest("logic", "and or xor nand nor eqv andc orc, immediate logicals, extsb extsh cntlzw"),
     PpcGuest("rotate", "rlwinm rlwimi rlwnm; slw srw sraw srawi with XER[CA]"),
     PpcGuest("muldiv", "mullw mulhw mulhwu divw divwu with o and . forms"),
+    PpcGuest("compare", "cmp cmpi cmpl cmpli, CR logical ops, mcrf mfcr mtcrf mcrxr, XER mask"),
+    PpcGuest("branches", "b bl, bc/bclr/bcctr with every BO class, LR and CTR"),
+    PpcGuest("loadstore", "loads/stores: widths, algebraic, update, indexed, byte-reversed, unaligned, "
+             "page-crossing, lmw stmw, lswi stswi lswx stswx"),
+    PpcGuest("atomic", "lwarx stwcx., barriers, dcbz and the other cache operations"),
 )
 # fmt: on
 
