@@ -74,6 +74,9 @@ GUESTS: tuple[PpcGuest, ...] = (
     PpcGuest("loadstore", "loads/stores: widths, algebraic, update, indexed, byte-reversed, unaligned, "
              "page-crossing, lmw stmw, lswi stswi lswx stswx"),
     PpcGuest("atomic", "lwarx stwcx., barriers, dcbz and the other cache operations"),
+    PpcGuest("spr", "privileged SPRs read back, SPRG4-7 aliases, TB write/read, mfmsr mtmsr wrtee wrteei"),
+    PpcGuest("program", "program interrupts (illegal, privileged in user mode, traps), sc, FP unavailable, "
+             "alignment, user-mode SPRs"),
 )
 # fmt: on
 

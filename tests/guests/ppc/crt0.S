@@ -4,6 +4,43 @@
 # mapping all 4 GiB 1:1 in TS 0 with supervisor read/write/execute.
 	.include "ppc440.inc"
 
+# a frame saving what the helpers below use, so they preserve every register
+	.macro SAVE_ALL
+	stwu r1, -96(r1)
+	stw r0, 8(r1)
+	stw r3, 12(r1)
+	stw r4, 16(r1)
+	stw r5, 20(r1)
+	stw r6, 24(r1)
+	stw r7, 28(r1)
+	mfcr r0
+	stw r0, 32(r1)
+	mfxer r0
+	stw r0, 36(r1)
+	mfctr r0
+	stw r0, 40(r1)
+	mflr r0
+	stw r0, 44(r1)
+	.endm
+
+	.macro RESTORE_ALL
+	lwz r0, 32(r1)
+	mtcr r0
+	lwz r0, 36(r1)
+	mtxer r0
+	lwz r0, 40(r1)
+	mtctr r0
+	lwz r0, 44(r1)
+	mtlr r0
+	lwz r0, 8(r1)
+	lwz r3, 12(r1)
+	lwz r4, 16(r1)
+	lwz r5, 20(r1)
+	lwz r6, 24(r1)
+	lwz r7, 28(r1)
+	addi r1, r1, 96
+	.endm
+
 # ------------------------------------------------------------ vectors
 # IVPR = 0x00100000 (this section is first in the image), IVORn = n * 0x100.
 	.macro VEC n
@@ -128,6 +165,16 @@ exc_common:
 	b 4f
 3:	mfspr r8, SPRN_SRR0
 	mfspr r9, SPRN_SRR1
+	cmpwi r12, 6
+	bne 4f
+	# QEMU 7.2 puts classic (non-Book E) program-interrupt reason bits into
+	# SRR1 (0x00080000 illegal, 0x00040000 privileged, 0x00020000 trap), which
+	# rfi would turn into MSR[WE]/[CE]; a 440 saves the MSR alone. Neither
+	# MSR[WE] nor MSR[CE] is ever set when these guests take a program
+	# interrupt, so clearing the three bits shows the same value on both.
+	LI32 r3, ~0x000e0000
+	and r9, r9, r3
+	mtspr SPRN_SRR1, r9
 4:	LI32 r3, s_srr0
 	bl puts
 	mr r3, r8
@@ -136,11 +183,18 @@ exc_common:
 	bl puts
 	mr r3, r9
 	bl puthex
-	# ESR for storage, alignment, program, data TLB; DEAR for the data ones
+	# ESR for storage, program, data TLB; DEAR for the data ones and alignment
+	# (QEMU does not write ESR on an alignment interrupt; a 440 sets ESR[ST] for stores)
 	cmpwi r12, 2
 	beq 5f
 	cmpwi r12, 5
-	beq 5f
+	bne 51f
+	LI32 r3, s_dear
+	bl puts
+	mfspr r3, SPRN_DEAR
+	bl puthex
+	b 7f
+51:
 	cmpwi r12, 13
 	beq 5f
 	cmpwi r12, 6
@@ -160,8 +214,17 @@ exc_common:
 	bl putc
 	# what to do next
 	cmpwi r12, 8
-	beq exc_return
-	cmpwi r12, 3
+	bne 8f
+	lwz r3, 8(r1)			# sc with r0 = 0x7f7f: back to to_user's caller
+	cmpwi r3, 0x7f7f
+	bne exc_return
+	LI32 r3, user_return
+	lwz r3, 0(r3)
+	mtspr SPRN_SRR0, r3
+	li r3, 0
+	mtspr SPRN_SRR1, r3
+	b exc_return
+8:	cmpwi r12, 3
 	beq 10f
 	cmpwi r12, 14
 	beq 10f
@@ -246,44 +309,41 @@ exc_return:
 1:	lwz r1, 12(r1)
 	rfci
 
+# to_user(r3 = function): run it in user mode (MSR = PR | IS | DS) with the
+# user TLB entry set up by setup_user_tlb; it returns with "li r0, 0x7f7f; sc"
+# and to_user returns to its caller in supervisor mode (MSR = 0). r3 and r4
+# reach the function unchanged.
+	.globl to_user
+to_user:
+	LI32 r5, user_return
+	mflr r6
+	stw r6, 0(r5)
+	mtspr SPRN_SRR0, r3
+	LI32 r5, MSR_PR | MSR_IS | MSR_DS
+	mtspr SPRN_SRR1, r5
+	rfi
+
+# setup_user_tlb: TLB entry 20 maps 0-16 MiB 1:1 in TS 1 for everyone (TID 0),
+# user and supervisor read/write/execute
+	.globl setup_user_tlb
+setup_user_tlb:
+	SAVE_ALL
+	li r3, 0
+	mtspr SPRN_MMUCR, r3
+	li r4, 20
+	LI32 r3, 0x00000000 | 0x200 | 0x100 | (7 << 4)
+	tlbwe r3, r4, 0
+	li r3, 0
+	tlbwe r3, r4, 1
+	li r3, 0x3f
+	tlbwe r3, r4, 2
+	isync
+	RESTORE_ALL
+	blr
+
 # ------------------------------------------------------------ output
 # Every helper preserves all registers, CR, XER, CTR and LR.
 
-	.macro SAVE_ALL
-	stwu r1, -96(r1)
-	stw r0, 8(r1)
-	stw r3, 12(r1)
-	stw r4, 16(r1)
-	stw r5, 20(r1)
-	stw r6, 24(r1)
-	stw r7, 28(r1)
-	mfcr r0
-	stw r0, 32(r1)
-	mfxer r0
-	stw r0, 36(r1)
-	mfctr r0
-	stw r0, 40(r1)
-	mflr r0
-	stw r0, 44(r1)
-	.endm
-
-	.macro RESTORE_ALL
-	lwz r0, 32(r1)
-	mtcr r0
-	lwz r0, 36(r1)
-	mtxer r0
-	lwz r0, 40(r1)
-	mtctr r0
-	lwz r0, 44(r1)
-	mtlr r0
-	lwz r0, 8(r1)
-	lwz r3, 12(r1)
-	lwz r4, 16(r1)
-	lwz r5, 20(r1)
-	lwz r6, 24(r1)
-	lwz r7, 28(r1)
-	addi r1, r1, 96
-	.endm
 
 # putc(r3 = byte): append to the log
 	.globl putc
@@ -410,3 +470,4 @@ s_exit:	.asciz "EXIT "
 	.globl exc_count, ext_hook
 exc_count:	.space 4		# interrupts taken so far
 ext_hook:	.space 4		# address of the guest's external input handler, or 0
+user_return:	.space 4		# where to_user's caller continues
