@@ -77,6 +77,8 @@ GUESTS: tuple[PpcGuest, ...] = (
     PpcGuest("spr", "privileged SPRs read back, SPRG4-7 aliases, TB write/read, mfmsr mtmsr wrtee wrteei"),
     PpcGuest("program", "program interrupts (illegal, privileged in user mode, traps), sc, FP unavailable, "
              "alignment, user-mode SPRs"),
+    PpcGuest("tlb", "tlbwe tlbre tlbsx(.) fields; TS 1 translation: sizes, TID/PID, permissions; "
+             "DTLB/ITLB misses, DSI, ISI"),
 )
 # fmt: on
 
