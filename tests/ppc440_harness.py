@@ -106,7 +106,9 @@ def run_guest(elf: Path, max_instructions: int = 50_000_000, dcr: dict[int, int]
     while True:
         left = max_instructions - core.icount
         if left <= 0:
-            raise GuestError(f"{Path(elf).name}: no reset after {max_instructions} instructions, pc={core.pc:#x}")
+            raise GuestError(
+                f"{Path(elf).name}: no reset after {max_instructions} instructions, pc={core.pc:#x}"
+            )
         stop = core.run(min(left, 1_000_000))
         if stop is Stop.BUDGET:
             continue

@@ -48,10 +48,12 @@ def run_qemu_bamboo(elf: Path, timeout_s: float = 30) -> bytes:
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         partial = exc.output if isinstance(exc.output, bytes) else b""
-        raise QemuTimeoutError(f"{Path(elf).name}: QEMU bamboo still running after {timeout_s:g}s", partial) from exc
+        message = f"{Path(elf).name}: QEMU bamboo still running after {timeout_s:g}s"
+        raise QemuTimeoutError(message, partial) from exc
     if proc.returncode != 0:
         raise QemuError(
-            f"{Path(elf).name}: {QEMU_PPC} exited with {proc.returncode}: {proc.stderr.decode(errors='replace')}",
+            f"{Path(elf).name}: {QEMU_PPC} exited with {proc.returncode}: "
+            f"{proc.stderr.decode(errors='replace')}",
             proc.stdout,
         )
     return proc.stdout

@@ -65,7 +65,7 @@ class PpcGuest:
 # fmt: off
 GUESTS: tuple[PpcGuest, ...] = (
     PpcGuest("hello", "runtime: log, print helpers, exit; entry state (MSR, PVR, PIR, PID, MMUCR)"),
-    PpcGuest("alu", "add/subf families incl. carrying, extended, o and . forms; addi addis addic subfic mulli"),
+    PpcGuest("alu", "add/subf families incl. carrying, extended, o and . forms; addi addis addic subfic"),
     PpcGuest("logic", "and or xor nand nor eqv andc orc, immediate logicals, extsb extsh cntlzw"),
     PpcGuest("rotate", "rlwinm rlwimi rlwnm; slw srw sraw srawi with XER[CA]"),
     PpcGuest("muldiv", "mullw mulhw mulhwu divw divwu with o and . forms"),
@@ -131,7 +131,9 @@ def _build_one(guest: PpcGuest, out: Path, force: bool) -> Path:
     tmp = _atomic_output(elf)
     try:
         _run([LD, *LDFLAGS, "-T", str(PPC_DIR / "link.ld"), str(runtime), str(obj), "-o", str(tmp)])
-        dis = subprocess.run([OBJDUMP, "-d", "-M", "440", str(tmp)], capture_output=True, text=True, check=False)
+        dis = subprocess.run(
+            [OBJDUMP, "-d", "-M", "440", str(tmp)], capture_output=True, text=True, check=False
+        )
         (out / f"{guest.name}.dis").write_text(dis.stdout)
         os.replace(tmp, elf)
     finally:
