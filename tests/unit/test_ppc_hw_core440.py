@@ -182,8 +182,14 @@ words32 = st.one_of(st.integers(0, M32), st.sampled_from([0, 1, 0x7FFFFFFF, 0x80
 
 
 @settings(max_examples=600, deadline=None)
-@given(name=st.sampled_from(sorted(OPS)), a=words32, b=words32,
-       xer_in=st.sampled_from([0, 0x20000000, 0x80000000]), oe=st.integers(0, 1), rc=st.integers(0, 1))  # fmt: skip
+@given(
+    name=st.sampled_from(sorted(OPS)),
+    a=words32,
+    b=words32,
+    xer_in=st.sampled_from([0, 0x20000000, 0x80000000]),
+    oe=st.integers(0, 1),
+    rc=st.integers(0, 1),
+)
 def test_alu_against_reference(name: str, a: int, b: int, xer_in: int, oe: int, rc: int) -> None:
     m = _shared
     xo, is_xo, logical = OPS[name]
