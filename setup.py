@@ -13,7 +13,8 @@ extensions = [
     Extension(
         "kvmpy.arch.ppc.hw.core440",
         ["kvmpy/arch/ppc/hw/core440.pyx"],
-        extra_compile_args=["-O2", "-fno-strict-aliasing", "-Wno-unused-function"],
+        # -frounding-math: the FPU sets the host rounding mode and reads its flags around each operation
+        extra_compile_args=["-O2", "-fno-strict-aliasing", "-frounding-math", "-Wno-unused-function"],
     ),
     Extension(
         "kvmpy.arch.mips.te.fastpath",

@@ -79,6 +79,8 @@ GUESTS: tuple[PpcGuest, ...] = (
              "alignment, user-mode SPRs"),
     PpcGuest("tlb", "tlbwe tlbre tlbsx(.) fields; TS 1 translation: sizes, TID/PID, permissions; "
              "DTLB/ITLB misses, DSI, ISI"),
+    PpcGuest("fpu", "classic FPU: loads/stores, arithmetic, fused multiply-add, fsel, compares, "
+             "conversions, FPSCR exception bits and FPRF, FPSCR instructions, rounding modes"),
     PpcGuest("timer", "DEC one-shot and auto-reload, TSR write-one-to-clear, the decrementer interrupt"),
 )
 # fmt: on

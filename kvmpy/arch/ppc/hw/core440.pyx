@@ -23,7 +23,24 @@ whenever a translation can change (tlbwe, PID writes, RAM detached).
 
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int8_t, int16_t, int32_t, uint64_t, int64_t, uintptr_t
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
+from libc.math cimport fma, sqrt, isnan, isinf, fabs, nearbyint
+
+cdef extern from "<fenv.h>" nogil:
+    # the host FPU's IEEE flags and rounding mode, which the classic FPU's map onto
+    int feclearexcept(int)
+    int fetestexcept(int)
+    int fesetround(int)
+    int FE_INVALID
+    int FE_DIVBYZERO
+    int FE_OVERFLOW
+    int FE_UNDERFLOW
+    int FE_INEXACT
+    int FE_ALL_EXCEPT
+    int FE_TONEAREST
+    int FE_TOWARDZERO
+    int FE_UPWARD
+    int FE_DOWNWARD
 
 from kvmpy.arch.ppc.isa cimport *
 from kvmpy.arch.ppc.hw.defs import Stop as _Stop
@@ -210,6 +227,8 @@ cdef class Core440:
     cdef public int last_interrupt
     cdef public int reset_request   # 1 core, 2 chip, 3 system
     cdef uint32_t dcr_num, dcr_value, dcr_rt
+    cdef uint64_t fpr[32]           # the classic FPU's registers, as IEEE double bit patterns
+    cdef public uint32_t fpscr
     cdef int dcr_write
 
     cdef UtEntry ut[4][UT_SIZE]    # set = AS * 2 + PR
@@ -240,6 +259,8 @@ cdef class Core440:
         self.msr_ = 0
         self.pc_ = 0xFFFFFFFCU
         self.resv = 0
+        memset(self.fpr, 0, sizeof(self.fpr))
+        self.fpscr = 0
         self.icount = 0
         self.tb_off = 0
         self.dec_armed = 0
@@ -255,6 +276,13 @@ cdef class Core440:
         self.retime()
         self.update_sets()
         self.flush_ut_all()
+
+    def get_fpr(self, int i):
+        """FPR i as its 64-bit IEEE double bit pattern."""
+        return self.fpr[i & 31]
+
+    def set_fpr(self, int i, uint64_t bits):
+        self.fpr[i & 31] = bits
 
     def get_gpr(self, int i):
         return self.gpr[i & 31]
@@ -1380,8 +1408,361 @@ cdef class Core440:
                 if self.wr(ea + k, 1, cia, self.gpr[r] >> (24 - 8 * (k & 3))):
                     return
 
+    # ------------------------------------------------------------ the classic FPU
     cdef void exec_fp(self, uint32_t cia, uint32_t insn) noexcept nogil:
+        cdef uint32_t op = f_op(insn)
+        cdef uint32_t rt = f_rt(insn)
+        cdef uint32_t ra = f_ra(insn)
+        cdef uint32_t rb = f_rb(insn)
+        cdef uint32_t xo, ea, v, hi
+        cdef int upd = 0
         if not (self.msr_ & MSR_FP):
             self.interrupt(IV_FPU, cia)
             return
-        self.program(cia, ESR_PIL)
+        if op >= OP_LFS and op <= OP_STFDU:
+            ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
+            upd = op & 1
+            op &= ~<uint32_t>1
+        elif op == OP_X:
+            xo = f_xo(insn)
+            ea = (self.gpr[ra] if ra else 0) + self.gpr[rb]
+            if xo == X_STFIWX:
+                self.wr(ea, 4, cia, <uint32_t>self.fpr[rt])
+                return
+            upd = xo in (X_LFSUX, X_LFDUX, X_STFSUX, X_STFDUX)
+            if xo == X_LFSX or xo == X_LFSUX:
+                op = OP_LFS
+            elif xo == X_LFDX or xo == X_LFDUX:
+                op = OP_LFD
+            elif xo == X_STFSX or xo == X_STFSUX:
+                op = OP_STFS
+            else:
+                op = OP_STFD
+        else:
+            self.fp_arith(cia, insn)
+            return
+        if op == OP_LFS:
+            if self.rd(ea, 4, cia, &v):
+                return
+            self.fpr[rt] = single_to_double(v)
+        elif op == OP_LFD:
+            if self.rd(ea, 4, cia, &hi) or self.rd(ea + 4, 4, cia, &v):
+                return
+            self.fpr[rt] = (<uint64_t>hi << 32) | v
+        elif op == OP_STFS:
+            if self.wr(ea, 4, cia, double_to_single(self.fpr[rt])):
+                return
+        else:
+            if self.wr(ea, 4, cia, <uint32_t>(self.fpr[rt] >> 32)) or self.wr(ea + 4, 4, cia, <uint32_t>self.fpr[rt]):
+                return
+        if upd:
+            self.gpr[ra] = ea
+
+    cdef inline double getd(self, uint32_t i) noexcept nogil:
+        cdef double d
+        memcpy(&d, &self.fpr[i], 8)
+        return d
+
+    cdef void fp_summary(self, uint32_t old, int implicit_fx=1) noexcept nogil:
+        # FX on any new exception bit (not for mtfsf/mtfsfi, which write FX themselves);
+        # VX and FEX are summaries
+        cdef uint32_t f = self.fpscr
+        if f & 0x01F80700:
+            f |= 0x20000000
+        else:
+            f &= ~<uint32_t>0x20000000
+        if implicit_fx and (f & ~old) & 0x1FF80700:
+            f |= 0x80000000U
+        if ((f >> 22) & 0xF8) & (f & 0xF8):
+            f |= 0x40000000
+        else:
+            f &= ~<uint32_t>0x40000000
+        self.fpscr = f
+
+    cdef void fp_result(self, uint32_t rt, double r, int single, uint32_t flags_extra) noexcept nogil:
+        # write a result, set FPRF and the exception bits the host FPU raised
+        cdef int ex
+        cdef float f
+        cdef uint32_t old = self.fpscr
+        cdef uint64_t bits
+        if single and not isnan(r):
+            f = <float>r
+            r = <double>f
+        ex = fetestexcept(FE_ALL_EXCEPT)
+        fesetround(FE_TONEAREST)
+        if isnan(r):
+            memcpy(&bits, &r, 8)
+            bits |= 0x0008000000000000ULL
+            if single:
+                bits &= ~<uint64_t>0x1FFFFFFF         # a single-precision NaN keeps 23 fraction bits
+        else:
+            memcpy(&bits, &r, 8)
+        self.fpr[rt] = bits
+        self.fpscr &= ~<uint32_t>0x0007F000          # FR, FI, FPRF
+        self.fpscr |= flags_extra
+        if ex & FE_OVERFLOW:
+            self.fpscr |= 0x10000000
+        if ex & FE_UNDERFLOW and ex & FE_INEXACT:
+            self.fpscr |= 0x08000000
+        if ex & FE_DIVBYZERO:
+            self.fpscr |= 0x04000000
+        if ex & FE_INEXACT:
+            self.fpscr |= 0x02000000 | 0x00020000
+        self.fpscr |= fprf(bits) << 12
+        self.fp_summary(old)
+
+    cdef void fp_invalid(self, uint32_t rt, uint32_t vx, int write_qnan) noexcept nogil:
+        cdef uint32_t old = self.fpscr
+        self.fpscr = (self.fpscr & ~<uint32_t>0x0007F000) | vx
+        if write_qnan:
+            self.fpr[rt] = 0x7FF8000000000000ULL
+            self.fpscr |= 0x11 << 12
+        self.fp_summary(old)
+
+    cdef void fp_arith(self, uint32_t cia, uint32_t insn) noexcept nogil:
+        cdef uint32_t op = f_op(insn)
+        cdef uint32_t rt = f_rt(insn)
+        cdef uint32_t ra = f_ra(insn)
+        cdef uint32_t rb = f_rb(insn)
+        cdef uint32_t rc = (insn >> 6) & 31
+        cdef uint32_t a5 = (insn >> 1) & 31
+        cdef uint32_t xo = f_xo(insn)
+        cdef int single = op == OP_FPS
+        cdef double a = self.getd(ra), b = self.getd(rb), c = self.getd(rc), r = 0
+        cdef uint64_t ba = self.fpr[ra], bb = self.fpr[rb], bc = self.fpr[rc]
+        cdef uint32_t vx = 0, old, k, mask, crf
+        cdef int64_t iv
+        cdef int rn = self.fpscr & 3
+        if a5 >= 18 and a5 != 19 and a5 != 27:
+            # A form: fdiv fsub fadd fsqrt fsel fres fmul frsqrte fmsub fmadd fnmsub fnmadd
+            if single and a5 in (22, 23, 26):
+                self.program(cia, ESR_PIL)
+                return
+            if a5 == 23:                                  # fsel: no exceptions, no FPSCR change
+                self.fpr[rt] = bc if (a >= 0.0 and not isnan(a)) else bb
+                self.fp_cr1(insn)
+                return
+            # NaN operands propagate (A, then B, then C), quieted; an SNaN is invalid
+            if a5 == 25:
+                vx = snan_check(ba) | snan_check(bc)
+            elif a5 >= 28:
+                vx = snan_check(ba) | snan_check(bb) | snan_check(bc)
+            elif a5 == 22 or a5 == 24 or a5 == 26:
+                vx = snan_check(bb)
+            else:
+                vx = snan_check(ba) | snan_check(bb)
+            if (a5 != 22 and a5 != 24 and a5 != 26 and isnan(a)) or isnan(b) or ((a5 == 25 or a5 >= 28) and isnan(c)):
+                if a5 != 22 and a5 != 24 and a5 != 26 and isnan(a):
+                    r = a
+                elif a5 != 25 and isnan(b):
+                    r = b
+                else:
+                    r = c
+                if a5 == 25 and isnan(a):
+                    r = a
+                feclearexcept(FE_ALL_EXCEPT)
+                self.fp_result(rt, r, single, vx)
+                self.fp_cr1(insn)
+                return
+            # invalid operations without NaN operands
+            if a5 == 21 and isinf(a) and isinf(b) and (a > 0) != (b > 0):
+                vx = 0x00800000
+            elif a5 == 20 and isinf(a) and isinf(b) and (a > 0) == (b > 0):
+                vx = 0x00800000
+            elif a5 == 18 and isinf(a) and isinf(b):
+                vx = 0x00400000
+            elif a5 == 18 and a == 0.0 and b == 0.0:
+                vx = 0x00200000
+            elif (a5 == 25 or a5 >= 28) and ((a == 0.0 and isinf(c)) or (isinf(a) and c == 0.0)):
+                vx = 0x00100000
+            elif a5 >= 28 and isinf(a * c) and isinf(b) and (((a * c) > 0) == (b > 0)) == (a5 == 28 or a5 == 30):
+                vx = 0x00800000
+            elif (a5 == 22 or a5 == 26) and b < 0.0:
+                vx = 0x00000200
+            if vx:
+                self.fp_invalid(rt, vx, 1)
+                self.fp_cr1(insn)
+                return
+            fesetround(FE_TONEAREST if rn == 0 else FE_TOWARDZERO if rn == 1 else FE_UPWARD if rn == 2 else FE_DOWNWARD)
+            feclearexcept(FE_ALL_EXCEPT)
+            if a5 == 18:
+                r = a / b
+            elif a5 == 20:
+                r = a - b
+            elif a5 == 21:
+                r = a + b
+            elif a5 == 22:
+                r = sqrt(b)
+            elif a5 == 24:
+                r = 1.0 / b
+            elif a5 == 25:
+                r = a * c
+            elif a5 == 26:
+                r = 1.0 / sqrt(b)
+            elif a5 == 28:
+                r = fma(a, c, -b)
+            elif a5 == 29:
+                r = fma(a, c, b)
+            elif a5 == 30:
+                r = -fma(a, c, -b)
+            else:
+                r = -fma(a, c, b)
+            self.fp_result(rt, r, single, 0)
+            self.fp_cr1(insn)
+            return
+        if single:
+            self.program(cia, ESR_PIL)
+            return
+        # X forms of opcode 63
+        if xo == 0 or xo == 32:                            # fcmpu, fcmpo
+            old = self.fpscr
+            if isnan(a) or isnan(b):
+                k = 1
+                vx = snan_check(ba) | snan_check(bb)
+                if xo == 32 and (not vx or not (self.fpscr & 0x80)):
+                    vx |= 0x00080000
+            elif a < b:
+                k = 8
+            elif a > b:
+                k = 4
+            else:
+                k = 2
+            self.fpscr = (self.fpscr & ~<uint32_t>0x0000F000) | (k << 12) | vx
+            if vx & 0x00080000:
+                self.fpscr |= 0x00010000   # FPRF[C] with VXVC: undefined, QEMU sets it
+            self.fp_summary(old)
+            self.cr = set_crf(self.cr, f_crfd(insn), k)
+            return
+        if xo == 12:                                       # frsp
+            vx = snan_check(bb)
+            feclearexcept(FE_ALL_EXCEPT)
+            self.fp_result(rt, b, 1, vx)
+        elif xo == 14 or xo == 15:                         # fctiw, fctiwz
+            old = self.fpscr
+            if isnan(b) or b >= 2147483648.0 or b < -2147483649.0:
+                vx = 0x00000100 | snan_check(bb)
+                iv = 0x7FFFFFFF if (not isnan(b) and b > 0) else -0x80000000
+                self.fpscr &= ~<uint32_t>0x00060000
+            else:
+                fesetround(FE_TOWARDZERO if (xo == 15 or rn == 1) else FE_TONEAREST if rn == 0
+                           else FE_UPWARD if rn == 2 else FE_DOWNWARD)
+                feclearexcept(FE_ALL_EXCEPT)
+                r = nearbyint(b)
+                fesetround(FE_TONEAREST)
+                if r > 2147483647.0 or r < -2147483648.0:
+                    vx = 0x00000100
+                    iv = 0x7FFFFFFF if r > 0 else -0x80000000
+                    self.fpscr &= ~<uint32_t>0x00060000
+                else:
+                    iv = <int64_t>r
+                    self.fpscr &= ~<uint32_t>0x00060000
+                    if r != b:
+                        self.fpscr |= 0x02000000 | 0x00020000    # XX, FI (FR is not modelled)
+            if vx:
+                # the invalid-conversion result class is that of a QNaN (FPRF is undefined
+                # by the architecture; this is what QEMU reports)
+                self.fpscr = (self.fpscr & ~<uint32_t>0x0001F000) | vx | (0x11 << 12)
+            # the upper word is undefined: the sign extension here, or 0 for a NaN, as QEMU does
+            self.fpr[rt] = <uint64_t><uint32_t>iv if isnan(b) else <uint64_t>iv
+            self.fp_summary(old)
+        elif xo == 40:                                     # fneg
+            self.fpr[rt] = bb ^ 0x8000000000000000ULL
+        elif xo == 72:                                     # fmr
+            self.fpr[rt] = bb
+        elif xo == 136:                                    # fnabs
+            self.fpr[rt] = bb | 0x8000000000000000ULL
+        elif xo == 264:                                    # fabs
+            self.fpr[rt] = bb & ~0x8000000000000000ULL
+        elif xo == 583:                                    # mffs
+            self.fpr[rt] = 0xFFF8000000000000ULL | self.fpscr
+        elif xo == 711:                                    # mtfsf FLM, FRB
+            mask = 0
+            for k in range(8):
+                if (insn >> (17 + 7 - k)) & 1:
+                    mask |= <uint32_t>0xF0000000U >> (4 * k)
+            old = self.fpscr
+            self.fpscr = (self.fpscr & ~mask) | (<uint32_t>bb & mask & ~<uint32_t>0x60000800)
+            self.fp_summary(old, 0)
+        elif xo == 134:                                    # mtfsfi BF, U
+            crf = f_crfd(insn)
+            mask = <uint32_t>0xF0000000U >> (4 * crf)
+            old = self.fpscr
+            self.fpscr = ((self.fpscr & ~mask)
+                          | ((((insn >> 12) & 0xF) << (28 - 4 * crf)) & mask & ~<uint32_t>0x60000800))
+            self.fp_summary(old, 0)
+        elif xo == 38 or xo == 70:                         # mtfsb1, mtfsb0
+            mask = <uint32_t>0x80000000U >> rt
+            old = self.fpscr
+            if mask & 0x60000000:
+                pass                                       # FEX and VX are summaries
+            elif xo == 38:
+                self.fpscr |= mask
+            else:
+                self.fpscr &= ~mask
+            self.fp_summary(old)
+        elif xo == 64:                                     # mcrfs BF, BFA
+            crf = f_crfs(insn)
+            self.cr = set_crf(self.cr, f_crfd(insn), self.fpscr >> (28 - 4 * crf))
+            old = self.fpscr
+            self.fpscr &= ~((<uint32_t>0xF0000000U >> (4 * crf)) & 0x9FF80700U)
+            self.fp_summary(old)
+            return
+        else:
+            self.program(cia, ESR_PIL)
+            return
+        self.fp_cr1(insn)
+
+    cdef inline void fp_cr1(self, uint32_t insn) noexcept nogil:
+        if insn & 1:
+            self.cr = set_crf(self.cr, 1, self.fpscr >> 28)
+
+
+cdef inline uint32_t snan_check(uint64_t bits) noexcept nogil:
+    # VXSNAN when bits are a signalling NaN
+    if (bits & 0x7FF0000000000000ULL) == 0x7FF0000000000000ULL and (bits & 0x000FFFFFFFFFFFFFULL) \
+            and not (bits & 0x0008000000000000ULL):
+        return 0x01000000
+    return 0
+
+
+cdef inline uint32_t fprf(uint64_t bits) noexcept nogil:
+    # the result class: C, FL, FG, FE, FU
+    cdef int neg = (bits >> 63) != 0
+    cdef uint64_t e = (bits >> 52) & 0x7FF
+    cdef uint64_t m = bits & 0x000FFFFFFFFFFFFFULL
+    if e == 0x7FF:
+        if m:
+            return 0x11
+        return 0x09 if neg else 0x05
+    if e == 0:
+        if m == 0:
+            return 0x12 if neg else 0x02
+        return 0x18 if neg else 0x14
+    return 0x08 if neg else 0x04
+
+
+cdef inline uint64_t single_to_double(uint32_t v) noexcept nogil:
+    # lfs: exact, NaNs keep their payload and signalling bit
+    cdef float f
+    cdef double d
+    cdef uint64_t bits
+    if (v & 0x7F800000) == 0x7F800000 and (v & 0x007FFFFF):
+        return ((<uint64_t>(v & 0x80000000U) << 32) | 0x7FF0000000000000ULL
+                | (<uint64_t>(v & 0x007FFFFF) << 29))
+    memcpy(&f, &v, 4)
+    d = <double>f
+    memcpy(&bits, &d, 8)
+    return bits
+
+
+cdef inline uint32_t double_to_single(uint64_t bits) noexcept nogil:
+    # stfs: the register is expected to hold a single-precision value
+    cdef double d
+    cdef float f
+    cdef uint32_t v
+    if (bits & 0x7FF0000000000000ULL) == 0x7FF0000000000000ULL and (bits & 0x000FFFFFFFFFFFFFULL):
+        return (<uint32_t>(bits >> 32) & 0x80000000U) | 0x7F800000 | <uint32_t>((bits >> 29) & 0x007FFFFF)
+    memcpy(&d, &bits, 8)
+    f = <float>d
+    memcpy(&v, &f, 4)
+    return v
