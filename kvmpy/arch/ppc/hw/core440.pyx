@@ -43,6 +43,7 @@ cdef extern from "<fenv.h>" nogil:
     int FE_DOWNWARD
 
 from kvmpy.arch.ppc.isa cimport *
+include "../isa_opcodes.pxi"
 from kvmpy.arch.ppc.hw.defs import Stop as _Stop
 from kvmpy.sim.physmem cimport PhysicalMemory
 
@@ -916,14 +917,14 @@ cdef class Core440:
             self.gpr[rt] = (self.gpr[ra] if ra else 0) + f_simm(insn)
         elif op == OP_ADDIS:
             self.gpr[rt] = (self.gpr[ra] if ra else 0) + (insn << 16)
-        elif op == OP_LWZ or op == OP_LWZU:
+        elif op in (OP_LWZ, OP_LWZU):
             ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
             if self.rd(ea, 4, cia, &v):
                 return
             self.gpr[rt] = v
             if op == OP_LWZU:
                 self.gpr[ra] = ea
-        elif op == OP_STW or op == OP_STWU:
+        elif op in (OP_STW, OP_STWU):
             ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
             if self.wr(ea, 4, cia, self.gpr[rt]):
                 return
@@ -973,7 +974,7 @@ cdef class Core440:
             r = self.gpr[rt] & (f_uimm(insn) << 16)
             self.gpr[ra] = r
             self.set_cr0(r)
-        elif op == OP_ADDIC or op == OP_ADDIC_RC:
+        elif op in (OP_ADDIC, OP_ADDIC_RC):
             self.xer = add_xer(self.gpr[ra], f_simm(insn), 0, self.xer, 1, 0, &r)
             self.gpr[rt] = r
             if op == OP_ADDIC_RC:
@@ -983,29 +984,29 @@ cdef class Core440:
             self.gpr[rt] = r
         elif op == OP_MULLI:
             self.gpr[rt] = <uint32_t>(<int32_t>self.gpr[ra] * <int32_t>f_simm(insn))
-        elif op == OP_LBZ or op == OP_LBZU:
+        elif op in (OP_LBZ, OP_LBZU):
             ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
             if self.rd(ea, 1, cia, &v):
                 return
             self.gpr[rt] = v
             if op == OP_LBZU:
                 self.gpr[ra] = ea
-        elif op == OP_STB or op == OP_STBU:
+        elif op in (OP_STB, OP_STBU):
             ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
             if self.wr(ea, 1, cia, self.gpr[rt]):
                 return
             if op == OP_STBU:
                 self.gpr[ra] = ea
-        elif op == OP_LHZ or op == OP_LHZU or op == OP_LHA or op == OP_LHAU:
+        elif op in (OP_LHZ, OP_LHZU, OP_LHA, OP_LHAU):
             ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
             if self.rd(ea, 2, cia, &v):
                 return
-            if op == OP_LHA or op == OP_LHAU:
+            if op in (OP_LHA, OP_LHAU):
                 v = <uint32_t><int32_t><int16_t>v
             self.gpr[rt] = v
-            if op == OP_LHZU or op == OP_LHAU:
+            if op in (OP_LHZU, OP_LHAU):
                 self.gpr[ra] = ea
-        elif op == OP_STH or op == OP_STHU:
+        elif op in (OP_STH, OP_STHU):
             ea = (self.gpr[ra] if ra else 0) + f_simm(insn)
             if self.wr(ea, 2, cia, self.gpr[rt]):
                 return
@@ -1031,7 +1032,7 @@ cdef class Core440:
         elif op == OP_TWI:
             if trap_cond(rt, self.gpr[ra], f_simm(insn)):
                 self.program(cia, ESR_PTR)
-        elif op >= OP_LFS and op <= OP_STFDU or op == OP_FPS or op == OP_FPD:
+        elif op >= OP_LFS and op <= OP_STFDU or op in (OP_FPS, OP_FPD):
             self.exec_fp(cia, insn)
         else:
             self.program(cia, ESR_PIL)
@@ -1050,7 +1051,7 @@ cdef class Core440:
             pass
         elif xo == XL_MCRF:
             self.cr = set_crf(self.cr, f_crfd(insn), (self.cr >> (4 * (7 - f_crfs(insn)))) & 0xF)
-        elif xo == XL_RFI or xo == XL_RFCI or xo == XL_RFMCI:
+        elif xo in (XL_RFI, XL_RFCI, XL_RFMCI):
             if self.privileged(cia):
                 return
             if xo == XL_RFI:
@@ -1179,7 +1180,7 @@ cdef class Core440:
                 r = 0 if b & 0x20 else s << (b & 31)
             elif xo == X_SRW:
                 r = 0 if b & 0x20 else s >> (b & 31)
-            elif xo == X_SRAW or xo == X_SRAWI:
+            elif xo in (X_SRAW, X_SRAWI):
                 n = rb if xo == X_SRAWI else (b & 0x3F)
                 if n > 31:
                     r = 0xFFFFFFFFU if s & 0x80000000U else 0
@@ -1199,24 +1200,24 @@ cdef class Core440:
                 self.set_cr0(r)
             return
         ea = (a if ra else 0) + b
-        if xo == X_LWZX or xo == X_LWZUX:
+        if xo in (X_LWZX, X_LWZUX):
             if self.rd(ea, 4, cia, &v):
                 return
             self.gpr[rt] = v
             if xo == X_LWZUX:
                 self.gpr[ra] = ea
-        elif xo == X_STWX or xo == X_STWUX:
+        elif xo in (X_STWX, X_STWUX):
             if self.wr(ea, 4, cia, s):
                 return
             if xo == X_STWUX:
                 self.gpr[ra] = ea
-        elif xo == X_LBZX or xo == X_LBZUX:
+        elif xo in (X_LBZX, X_LBZUX):
             if self.rd(ea, 1, cia, &v):
                 return
             self.gpr[rt] = v
             if xo == X_LBZUX:
                 self.gpr[ra] = ea
-        elif xo == X_STBX or xo == X_STBUX:
+        elif xo in (X_STBX, X_STBUX):
             if self.wr(ea, 1, cia, s):
                 return
             if xo == X_STBUX:
@@ -1224,12 +1225,12 @@ cdef class Core440:
         elif xo in (X_LHZX, X_LHZUX, X_LHAX, X_LHAUX):
             if self.rd(ea, 2, cia, &v):
                 return
-            if xo == X_LHAX or xo == X_LHAUX:
+            if xo in (X_LHAX, X_LHAUX):
                 v = <uint32_t><int32_t><int16_t>v
             self.gpr[rt] = v
-            if xo == X_LHZUX or xo == X_LHAUX:
+            if xo in (X_LHZUX, X_LHAUX):
                 self.gpr[ra] = ea
-        elif xo == X_STHX or xo == X_STHUX:
+        elif xo in (X_STHX, X_STHUX):
             if self.wr(ea, 2, cia, s):
                 return
             if xo == X_STHUX:
@@ -1303,22 +1304,22 @@ cdef class Core440:
                 k = 0
             self.resv = 0
             self.cr = set_crf(self.cr, 0, k | (1 if self.xer & XER_SO else 0))
-        elif xo == X_SYNC or xo == X_MBAR:
+        elif xo in (X_SYNC, X_MBAR):
             pass
-        elif xo == X_DCBT or xo == X_DCBTST or xo == X_ICBT:
+        elif xo in (X_DCBT, X_DCBTST, X_ICBT):
             pass                    # touch hints never fault
-        elif xo == X_DCBST or xo == X_DCBF or xo == X_ICBI:
+        elif xo in (X_DCBST, X_DCBF, X_ICBI):
             self.rd(ea, 1, cia, &v)  # translated and checked like a load; no data moves
         elif xo == X_DCBI:
             if self.privileged(cia):
                 return
             self.wr_check(ea, cia)
-        elif xo == X_DCBZ or xo == X_DCBA:
+        elif xo in (X_DCBZ, X_DCBA):
             ea &= ~<uint32_t>31
             if self.xlate(ea, ACC_STORE, cia, &h):
                 return
             memset(<void*><uintptr_t>h, 0, 32)
-        elif xo == X_LSWI or xo == X_LSWX or xo == X_STSWI or xo == X_STSWX:
+        elif xo in (X_LSWI, X_LSWX, X_STSWI, X_STSWX):
             self.string_op(cia, insn, xo, ea)
         elif xo == X_MFMSR:
             if self.privileged(cia):
@@ -1336,7 +1337,7 @@ cdef class Core440:
             if self.privileged(cia):
                 return
             self.set_msr((self.msr_ & ~<uint32_t>MSR_EE) | (MSR_EE if insn & 0x8000 else 0))
-        elif xo == X_MFDCR or xo == X_MTDCR:
+        elif xo in (X_MFDCR, X_MTDCR):
             if self.privileged(cia):
                 return
             self.dcr_num = f_spr(insn)
@@ -1345,7 +1346,7 @@ cdef class Core440:
             self.dcr_rt = rt
             self.pc_ = cia           # dcr_complete() moves on
             self.stop = STOP_DCR
-        elif xo == X_ICCCI or xo == X_DCCCI or xo == X_TLBSYNC:
+        elif xo in (X_ICCCI, X_DCCCI, X_TLBSYNC):
             if self.privileged(cia):
                 return
         elif xo == X_TLBWE:
