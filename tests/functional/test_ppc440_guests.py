@@ -79,3 +79,18 @@ def test_tlb_faults(ppc_elfs: dict[str, Path]) -> None:
     assert "EXC 14 srr0=32000000" in text  # ITLB miss: SRR0 is the target
     assert "EXC 3 srr0=31000000" in text  # ISI: no execute permission
     assert "ran=00000077" in text
+
+
+def test_fpu_values_follow_the_architecture(ppc_elfs: dict[str, Path]) -> None:
+    lines = _lines("fpu", ppc_elfs)
+    # 1.0 + 3.0 = 4.0 exactly: FPRF = positive normal, no exception bits
+    i = lines.index("fadd=40100000")
+    assert lines[i + 1 : i + 3] == ["lo=00000000", "fpscr=00004000"]
+    # fdiv's sixth case is 0/0: the default QNaN, FX | VX | VXZDZ, FPRF = QNaN
+    i = [k for k, line in enumerate(lines) if line.startswith("fdiv=")][5]
+    assert lines[i : i + 3] == ["fdiv=7ff80000", "lo=00000000", "fpscr=a0211000"]
+    # its fifth, inf/inf: VXIDI
+    i = [k for k, line in enumerate(lines) if line.startswith("fdiv=")][4]
+    assert lines[i : i + 3] == ["fdiv=7ff80000", "lo=00000000", "fpscr=a0411000"]
+    # fctiw of 2.5 rounds to even (2), inexact: FX | XX | FI
+    assert "fpscr=82020000" in lines
