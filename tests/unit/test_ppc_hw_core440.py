@@ -515,3 +515,14 @@ def test_kick_and_time_base_ports(m: Machine) -> None:
     assert m.core.run(2) is Stop.BUDGET
     assert m.core.get_gpr(5) == 0xFFFFFFFF and m.core.get_gpr(6) == 1
     assert m.core.tb == 0x1_0000_0000
+
+
+def test_host_misuse_is_refused(m: Machine) -> None:
+    with pytest.raises(RuntimeError):
+        m.core.dcr_complete(0)
+    with pytest.raises(ValueError):
+        m.core.tlb_write(64, 0, 0, 0, 0)
+    m.load(x_form(5, 0xC0 & 0x1F, 0xC0 >> 5, 323))
+    assert m.core.run(5) is Stop.DCR
+    with pytest.raises(RuntimeError):
+        m.core.run(5)  # the DCR access must be completed first

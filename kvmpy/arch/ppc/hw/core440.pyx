@@ -199,6 +199,7 @@ cdef inline void st16be(uint64_t host, uint32_t v) noexcept nogil:
     (<uint16_t*><uintptr_t>host)[0] = <uint16_t>bswap16(v)
 
 
+@cython.final   # no subclasses: the loop's calls into the interpreter are direct, not through a vtable
 cdef class Core440:
     """One PowerPC 440 core. Ports stand for what host-kernel code would execute."""
 
@@ -231,6 +232,7 @@ cdef class Core440:
     cdef uint64_t fpr[32]           # the classic FPU's registers, as IEEE double bit patterns
     cdef public uint32_t fpscr
     cdef int dcr_write
+    cdef int dcr_waiting            # a Stop.DCR access is not completed yet
 
     cdef UtEntry ut[4][UT_SIZE]    # set = AS * 2 + PR
     cdef int dset, iset
@@ -330,11 +332,15 @@ cdef class Core440:
 
     def tlb_read(self, int index):
         """(word0, word1, word2, tid) of UTLB entry `index`, as tlbre returns them."""
-        cdef TlbEntry* e = &self.tlb[index & (NTLB - 1)]
+        if not 0 <= index < NTLB:
+            raise ValueError(f"the UTLB has entries 0-{NTLB - 1}, not {index}")
+        cdef TlbEntry* e = &self.tlb[index]
         return (e.w0, e.w1, e.w2, e.tid)
 
     def tlb_write(self, int index, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t tid):
         """Write all of UTLB entry `index` (tlbwe of words 0-2 with MMUCR[STID] = tid)."""
+        if not 0 <= index < NTLB:
+            raise ValueError(f"the UTLB has entries 0-{NTLB - 1}, not {index}")
         self.tlb_set(index & (NTLB - 1), 0, w0, tid & 0xFF)
         self.tlb_set(index & (NTLB - 1), 1, w1, 0)
         self.tlb_set(index & (NTLB - 1), 2, w2, 0)
@@ -373,6 +379,9 @@ cdef class Core440:
 
     def dcr_complete(self, uint32_t value=0):
         """Finish the pending DCR access: an mfdcr's RT gets `value`; the PC moves on."""
+        if not self.dcr_waiting:
+            raise RuntimeError("dcr_complete: no DCR access is pending")
+        self.dcr_waiting = 0
         if not self.dcr_write:
             self.gpr[self.dcr_rt] = value
         self.pc_ += 4
@@ -380,6 +389,8 @@ cdef class Core440:
     def run(self, uint64_t budget):
         """Execute up to `budget` instructions or until an event for the host; returns a Stop."""
         cdef int r
+        if self.dcr_waiting:
+            raise RuntimeError("run: complete the pending DCR access first (dcr_complete)")
         if self.phys_gen != self.phys.generation:
             self.phys_gen = self.phys.generation
             self.flush_ut_all()
@@ -1345,6 +1356,7 @@ cdef class Core440:
             self.dcr_value = s
             self.dcr_rt = rt
             self.pc_ = cia           # dcr_complete() moves on
+            self.dcr_waiting = 1
             self.stop = STOP_DCR
         elif xo in (X_ICCCI, X_DCCCI, X_TLBSYNC):
             if self.privileged(cia):
