@@ -1,12 +1,12 @@
 # cython: language_level=3
 # The PowerPC user instruction set as every kvmpy PowerPC core decodes and
-# executes it: instruction fields and the integer results with their XER and
-# CR side effects (the opcode numbers are in isa_opcodes.pxi). Nothing here knows an
-# implementation (440, POWER), a privilege level or an MMU: those live in
-# each core. The functions are inline so a core's interpreter loop compiles
-# them into its own switch. Bit numbers in comments are IBM's (0 = MSB).
-# Only 32-bit quantities are handled; a 64-bit Book3S core shares the field
-# extraction and opcode numbers and widens the arithmetic.
+# executes it: instruction fields and the integer results with their XER
+# and CR side effects (the opcode numbers are in isa_opcodes.pxi). Nothing
+# here knows an implementation (440, POWER), a privilege level or an MMU:
+# those live in each core. The functions are inline so a core's interpreter
+# compiles them into its own switch. Bit numbers in comments are IBM's
+# (0 = MSB). Only 32-bit quantities are handled; a 64-bit Book3S core
+# shares the field extraction and opcode numbers and widens the arithmetic.
 
 from libc.stdint cimport uint32_t, int32_t, int16_t, uint64_t, int64_t
 

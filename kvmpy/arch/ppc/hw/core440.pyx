@@ -443,11 +443,10 @@ cdef class Core440:
         if e.valid:
             self.flush_ut_range(e.epn, e.mask)
         if word == 0:
-            e.w0 = v & 0xFFFFFFF0U & ~<uint32_t>0xC   # EPN, V, TS, SIZE (TPAR reads as 0)
-            e.w0 = v & 0xFFFFFFF0U
+            e.w0 = v & 0xFFFFFFF0U   # EPN, V, TS, SIZE (the TPAR parity bits read as 0)
             e.tid = tid
             e.mask = (<uint32_t>1024 << (2 * ((v >> 4) & 0xF))) - 1
-            if ((v >> 4) & 0xF) > 11:
+            if ((v >> 4) & 0xF) > 11:         # reserved sizes: a C shift that far is undefined
                 e.mask = 0xFFFFFFFFU
             e.epn = v & 0xFFFFFC00U & ~e.mask
             e.valid = (v & TLB0_V) != 0
