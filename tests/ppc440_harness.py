@@ -14,6 +14,12 @@ their physical addresses, and the entry state QEMU 7.2's bamboo gives a
   in entries 0-15. Guests therefore leave entries 0-15 alone and never
   print them.
 
+DCRs: UIC0 (DCRs 0xc0-0xc8) is modelled as far as a guest can drive it on
+its own (status set through UIC_SRS, cleared through UIC_SR, enable,
+critical select, masked status), with its two outputs on the core's
+external and critical input pins; no device raises a UIC input here.
+Other DCRs read as 0 and ignore writes.
+
 The UART page (physical 0xef600000) is plain RAM here with the 16550's LSR
 reading "transmitter empty", so the guest's output loop runs unchanged; the
 text compared with QEMU's UART output is the guest's log buffer, which is
@@ -43,6 +49,40 @@ BOOT_TLB_ENTRIES = 16
 _PAGE_256M = 9  # TLB word 0 SIZE field
 _TLB0_V = 0x200
 _SUPERVISOR_RWX = 0x7
+
+
+UIC0_BASE = 0xC0
+_UIC_SR, _UIC_SRS, _UIC_ER, _UIC_CR, _UIC_PR, _UIC_TR, _UIC_MSR, _UIC_VR, _UIC_VCR = range(9)
+
+
+class Uic0:
+    """The part of UIC0 a guest can exercise without devices, driving the core's pins."""
+
+    def __init__(self, core: Core440) -> None:
+        self.core = core
+        self.regs = [0] * 9
+
+    def access(self, dcrn: int, is_write: bool, value: int) -> int:
+        """One mfdcr/mtdcr of UIC0; returns what an mfdcr reads."""
+        reg = dcrn - UIC0_BASE
+        r = self.regs
+        if is_write:
+            if reg == _UIC_SR:
+                r[_UIC_SR] &= ~value  # write one to clear
+            elif reg == _UIC_SRS:
+                r[_UIC_SR] |= value
+            elif reg not in (_UIC_MSR, _UIC_VR):
+                r[reg] = value
+            self._update()
+            return 0
+        if reg == _UIC_MSR:
+            return r[_UIC_SR] & r[_UIC_ER]
+        return r[reg]
+
+    def _update(self) -> None:
+        pending = self.regs[_UIC_SR] & self.regs[_UIC_ER]
+        self.core.set_external_input(bool(pending & ~self.regs[_UIC_CR]))
+        self.core.set_critical_input(bool(pending & self.regs[_UIC_CR]))
 
 
 class GuestError(RuntimeError):
@@ -98,10 +138,10 @@ def boot_core(elf: Path) -> tuple[Core440, mmap.mmap]:
     return core, ram
 
 
-def run_guest(elf: Path, max_instructions: int = 50_000_000, dcr: dict[int, int] | None = None) -> GuestRun:
-    """Run a guest to its reset request; return its log. DCR reads come from `dcr` (default 0)."""
+def run_guest(elf: Path, max_instructions: int = 50_000_000) -> GuestRun:
+    """Run a guest to its reset request; return its log."""
     core, ram = boot_core(elf)
-    dcrs = dict(dcr or {})
+    uic = Uic0(core)
     accesses: list[tuple[int, bool, int]] = []
     while True:
         left = max_instructions - core.icount
@@ -115,9 +155,8 @@ def run_guest(elf: Path, max_instructions: int = 50_000_000, dcr: dict[int, int]
         if stop is Stop.DCR:
             num, is_write, value = core.dcr_pending()
             accesses.append((num, is_write, value))
-            if is_write:
-                dcrs[num] = value
-            core.dcr_complete(dcrs.get(num, 0))
+            in_uic = UIC0_BASE <= num <= UIC0_BASE + _UIC_VCR
+            core.dcr_complete(uic.access(num, is_write, value) if in_uic else 0)
             continue
         if stop is Stop.RESET:
             break

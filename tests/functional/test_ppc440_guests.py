@@ -94,3 +94,13 @@ def test_fpu_values_follow_the_architecture(ppc_elfs: dict[str, Path]) -> None:
     assert lines[i : i + 3] == ["fdiv=7ff80000", "lo=00000000", "fpscr=a0411000"]
     # fctiw of 2.5 rounds to even (2), inexact: FX | XX | FI
     assert "fpscr=82020000" in lines
+
+
+def test_external_and_critical_input_through_the_uic(ppc_elfs: dict[str, Path]) -> None:
+    run = run_guest(ppc_elfs["extint"])
+    text = run.output.decode("ascii")
+    # external input: SRR1 holds the MSR with EE; critical input: CSRR1 holds it with CE
+    assert "EXC 4 srr0=" in text and "srr1=00008000" in text
+    assert "EXC 0 srr0=" in text and "srr1=00020000" in text
+    assert "nothing taken\nmsr_pending=00000001\nEXC 4" in text  # masked by UIC_ER until enabled
+    assert (0xC1, True, 1) in run.dcr_accesses  # the guest set the status through UIC_SRS

@@ -81,6 +81,8 @@ GUESTS: tuple[PpcGuest, ...] = (
              "DTLB/ITLB misses, DSI, ISI"),
     PpcGuest("fpu", "classic FPU: loads/stores, arithmetic, fused multiply-add, fsel, compares, "
              "conversions, FPSCR exception bits and FPRF, FPSCR instructions, rounding modes"),
+    PpcGuest("extint", "external and critical input through UIC0 (software-set status), mfdcr/mtdcr, "
+             "EE/CE gating, SRR vs CSRR"),
     PpcGuest("timer", "DEC one-shot and auto-reload, TSR write-one-to-clear, the decrementer interrupt"),
 )
 # fmt: on
