@@ -236,6 +236,7 @@ cdef class Core440:
 
     cdef UtEntry ut[4][UT_SIZE]    # set = AS * 2 + PR
     cdef int dset, iset
+    cdef uint32_t xgen              # bumped whenever a cached translation may have changed
     cdef PhysicalMemory phys
     cdef uint64_t* page_ptr
     cdef uint32_t npages
@@ -408,6 +409,7 @@ cdef class Core440:
         cdef int pr = (self.msr_ & MSR_PR) != 0
         self.dset = (2 if self.msr_ & MSR_DS else 0) + pr
         self.iset = (2 if self.msr_ & MSR_IS else 0) + pr
+        self.xgen += 1
 
     cdef void set_msr(self, uint32_t v) noexcept nogil:
         self.msr_ = v & MSR_MASK
@@ -416,6 +418,7 @@ cdef class Core440:
 
     cdef void flush_ut_all(self) noexcept nogil:
         cdef int s, i
+        self.xgen += 1
         for s in range(4):
             for i in range(UT_SIZE):
                 self.ut[s][i].rtag = UT_INVALID
@@ -427,6 +430,7 @@ cdef class Core440:
         cdef uint32_t pages = (mask >> 12) + 1
         cdef uint32_t p, idx
         cdef int s
+        self.xgen += 1
         if pages >= UT_SIZE:
             self.flush_ut_all()
             return
@@ -634,6 +638,11 @@ cdef class Core440:
     cdef int loop(self, uint64_t budget) noexcept nogil:
         cdef uint32_t pc, insn
         cdef UtEntry* e
+        # the fetch page: while the PC stays in it and no translation changed
+        # (xgen), instructions are read from fbase + pc without a lookup
+        cdef uint32_t ftag = UT_INVALID
+        cdef uint64_t fbase = 0
+        cdef uint32_t fgen = self.xgen - 1
         self.stop = STOP_NONE
         self.end_ic = self.icount + budget
         self.ev_ic = 0
@@ -656,11 +665,16 @@ cdef class Core440:
                     self.irq_check = 1
                     continue
             pc = self.pc_
-            e = &self.ut[self.iset][(pc >> 12) & UT_MASK]
-            if (pc & 0xFFFFF003U) == e.xtag:
-                insn = ld32be(e.off + pc)
+            if (pc & 0xFFFFF003U) == ftag and fgen == self.xgen:
+                insn = ld32be(fbase + pc)
             else:
-                if self.fetch_slow(pc, &insn):
+                e = &self.ut[self.iset][(pc >> 12) & UT_MASK]
+                if (pc & 0xFFFFF003U) == e.xtag:
+                    ftag = e.xtag
+                    fbase = e.off
+                    fgen = self.xgen
+                    insn = ld32be(fbase + pc)
+                elif self.fetch_slow(pc, &insn):
                     if self.stop:
                         break
                     continue
