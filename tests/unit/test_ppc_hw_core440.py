@@ -526,3 +526,22 @@ def test_host_misuse_is_refused(m: Machine) -> None:
     assert m.core.run(5) is Stop.DCR
     with pytest.raises(RuntimeError):
         m.core.run(5)  # the DCR access must be completed first
+
+
+def test_fetch_follows_a_tlbwe_of_the_running_page(m: Machine) -> None:
+    # VA 0x40000000 runs from physical 0x3000; its first instruction remaps the
+    # page to 0x4000 (word 1), so the next instruction comes from there
+    m.core.tlb_write(62, 0x40000000 | defs.TLB0_V | (1 << 4), 0x3000, 0x3F, 0)
+    tlbwe_word1 = x_form(6, 4, 1, 978)  # tlbwe r6, r4, 1
+    m.load(tlbwe_word1, d_form(14, 5, 0, 1), B_SELF, at=0x3000)
+    m.load(NOP, d_form(14, 5, 0, 2), B_SELF, at=0x4000)
+    m.core.set_gpr(4, 62)
+    m.core.set_gpr(6, 0x4000)
+    m.core.pc = 0x40000000
+    assert m.core.run(2) is Stop.BUDGET
+    assert m.core.get_gpr(5) == 2
+    # and back, by the host this time
+    m.core.tlb_write(62, 0x40000000 | defs.TLB0_V | (1 << 4), 0x3000, 0x3F, 0)
+    m.core.pc = 0x40000004
+    assert m.core.run(1) is Stop.BUDGET
+    assert m.core.get_gpr(5) == 1
