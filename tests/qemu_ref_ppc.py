@@ -13,6 +13,8 @@ QEMU 7.2 facts the guests and the harness rely on (measured):
   mapping 0-2 GiB and 2-4 GiB 1:1, supervisor read/write/execute (a size the
   440 does not have: tlbre of those entries reports SIZE = 1).
 * The UART (16550, 0xef600300) is reachable through that mapping at once.
+* The only file QEMU opens for this command is bamboo.dtb, from
+  qemu-system-data (a Depends of qemu-system-ppc).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def qemu_ppc_available() -> bool:
 
 def qemu_bamboo_command(elf: Path) -> list[str]:
     return [
-        QEMU_PPC, "-M", "bamboo", "-nic", "none", "-nographic", "-no-reboot",
+        # no default NIC or VGA: their ROMs would come from packages only Recommends bring in
+        QEMU_PPC, "-M", "bamboo", "-nic", "none", "-vga", "none", "-nographic", "-no-reboot",
         "-serial", "stdio", "-monitor", "none", "-parallel", "none", "-kernel", str(elf),
     ]  # fmt: skip
 
