@@ -12,6 +12,12 @@ extensions = [
         extra_compile_args=["-O2", "-fno-strict-aliasing", "-fno-tree-vectorize", "-Wno-unused-function"],
     ),
     Extension(
+        "kvmpy.arch.ppc.hw.core440",
+        ["kvmpy/arch/ppc/hw/core440.pyx"],
+        # -frounding-math: the FPU sets the host rounding mode and reads its flags around each operation
+        extra_compile_args=["-O2", "-fno-strict-aliasing", "-frounding-math", "-Wno-unused-function"],
+    ),
+    Extension(
         "kvmpy.arch.mips.te.fastpath",
         ["kvmpy/arch/mips/te/fastpath.pyx"],
         extra_compile_args=["-O2", "-Wno-unused-function"],

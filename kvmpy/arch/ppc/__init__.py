@@ -1,0 +1,1 @@
+"""PowerPC: what every PowerPC core and hypervisor of kvmpy shares."""
