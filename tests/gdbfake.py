@@ -13,7 +13,9 @@ breakpoints. `break` ends the machine (its code is the exit status).
 
 from __future__ import annotations
 
+import socket
 import threading
+from collections import deque
 from collections.abc import Mapping
 
 from kvmpy.arch.mips.regs import CP0_ID_BY_NAME, KVM_REG_MIPS_HI, KVM_REG_MIPS_LO, KVM_REG_MIPS_PC, gp_reg
@@ -27,6 +29,7 @@ from kvmpy.vmm.gdbstub import (
     StopKind,
     WatchKind,
 )
+from kvmpy.vmm.gdbstub.packets import Event, EventKind, PacketReader, frame, rle_decode
 
 RAM_BYTES = 64 * 1024
 KSEG0 = 0x8000_0000
@@ -119,8 +122,8 @@ class FakeMachine:
 
     def monitor_commands(self) -> Mapping[str, MonitorCommand]:
         return {
-            "stats": MonitorCommand("instruction and run counts", lambda: f"retired {self.retired} runs {self.runs}"),
-            "tlb": MonitorCommand("the (empty) TLB of this TLB-less machine", lambda: "tlb: 0 entries (kseg only)"),
+            "stats": MonitorCommand("instruction and run counts", self._stats),
+            "tlb": MonitorCommand("the (empty) TLB of this machine", lambda: "tlb: 0 entries (kseg only)"),
             "boom": MonitorCommand("a hook that fails", self._boom),
         }
 
@@ -136,6 +139,9 @@ class FakeMachine:
         gpa = self.translate(gva)
         assert gpa is not None
         return int.from_bytes(self.ram[gpa:gpa + 4], "little")
+
+    def _stats(self) -> str:
+        return f"retired {self.retired} runs {self.runs}"
 
     def _boom(self) -> str:
         raise RuntimeError("hook failed on purpose")
@@ -282,3 +288,61 @@ JAL_GVA = PROGRAM_GVA + 0x20
 LW_GVA = PROGRAM_GVA + 0x28
 FUNC_GVA = PROGRAM_GVA + 0x30
 SPIN_GVA = PROGRAM_GVA + 0x38
+
+
+class GdbClient:
+    """The client side of the protocol over a real socket, for tests (acks like gdb does)."""
+
+    def __init__(self, address: tuple[str, int] | str, timeout_s: float = 5.0) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)
+        self.sock.connect(address)
+        if family == socket.AF_INET:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = PacketReader()
+        self.events: deque[Event] = deque()
+        self.no_ack = False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, payload: bytes) -> None:
+        self.send_raw(frame(payload))
+
+    def next_event(self, timeout_s: float | None = None) -> Event:
+        """The next event from the stub; TimeoutError if none within the socket timeout."""
+        if timeout_s is not None:
+            self.sock.settimeout(timeout_s)
+        while not self.events:
+            data = self.sock.recv(4096)
+            if not data:
+                raise ConnectionError("the stub closed the connection")
+            self.events.extend(self.reader.feed(data))
+        return self.events.popleft()
+
+    def reply(self, timeout_s: float | None = None) -> bytes:
+        """The next packet from the stub (acknowledged, run-length decoded); acks are skipped."""
+        while True:
+            event = self.next_event(timeout_s)
+            if event.kind is EventKind.PACKET:
+                if not self.no_ack:
+                    self.send_raw(b"+")
+                return rle_decode(event.payload)
+
+    def ask(self, payload: bytes) -> bytes:
+        """Send a packet and return the stub's reply packet."""
+        self.send(payload)
+        if not self.no_ack:
+            ack = self.next_event()
+            assert ack.kind is EventKind.ACK, ack
+        return self.reply()
+
+    def read_word(self, gva: int) -> int:
+        return int.from_bytes(bytes.fromhex(self.ask(f"m{gva:x},4".encode()).decode()), "little")
+
+    def register(self, regnum: int) -> int:
+        return int.from_bytes(bytes.fromhex(self.ask(f"p{regnum:x}".encode()).decode()), "little")

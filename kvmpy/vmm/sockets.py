@@ -196,6 +196,10 @@ class SocketListener:
             if busy:
                 client.close()
                 continue
+            if self.spec.unix_path is None:
+                # Request/reply traffic (a gdb packet after its '+', a typed key's echo) must
+                # not wait for the peer's delayed ACK.
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._on_connect is not None:
                 self._on_connect()
             reader = threading.Thread(

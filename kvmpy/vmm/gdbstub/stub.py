@@ -144,7 +144,7 @@ class GdbStub:
         self._no_ack = False
         self._last_sent = b""
         self._quit: DebugExit | None = None
-        self._last_stop = DebugExit(StopKind.INTERRUPTED, pc=0)
+        self._last_stop_reply = f"T{SIGTRAP:02x}thread:{THREAD_ID:x};".encode()
         self._listener = SocketListener(
             listen, name="gdb", on_data=self._on_data, on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
@@ -187,11 +187,13 @@ class GdbStub:
                         reply = f"W{stop.exit_code & 0xFF:02x}".encode()
                 elif self._quit is not None:
                     pass
-                elif self._attach_stop_pending or (self._gdb_resumed and self._attached):
-                    self._last_stop = stop
-                    if not self._attach_stop_pending:
-                        reply = self._stop_reply(stop)
+                elif self._attach_stop_pending:
+                    # gdb's first '?' sees where the guest stopped for it, as a SIGTRAP.
+                    self._last_stop_reply = f"T{SIGTRAP:02x}thread:{THREAD_ID:x};".encode()
                     self._attach_stop_pending = False
+                    self._interrupt_requested = False
+                elif self._gdb_resumed and self._attached:
+                    reply = self._last_stop_reply = self._stop_reply(stop)
                     self._interrupt_requested = False
                 else:
                     self._resume = _Resume.FREE  # nobody is debugging: keep running
@@ -228,7 +230,6 @@ class GdbStub:
             running = not self._parked
             if running:
                 self._attach_stop_pending = True
-                self._last_stop = DebugExit(StopKind.INTERRUPTED)
         if running:
             self.target.kick()
 
@@ -323,7 +324,7 @@ class GdbStub:
         args = payload[1:]
         match command:
             case b"?":
-                return self._stop_reply(self._last_stop)
+                return self._last_stop_reply
             case b"g":
                 return self._read_all_registers()
             case b"G":
