@@ -267,13 +267,16 @@ PROGRAM_SOURCE = """
     addu  $9, $0, $0
 loop:                         # +0x0c
     addiu $9, $9, 1
-    sw    $9, 0($8)           # +0x10: counter = $9
+store:                        # +0x10: counter = $9
+    sw    $9, 0($8)
     addiu $10, $9, -3
     bne   $10, $0, loop       # +0x18
     nop
-    jal   func                # +0x20
+call:                         # +0x20
+    jal   func
     addiu $4, $0, 7           # +0x24 (delay slot)
-    lw    $11, 0($8)          # +0x28
+after:                        # +0x28
+    lw    $11, 0($8)
     break 0                   # +0x2c
 func:                         # +0x30
     jr    $31
