@@ -341,6 +341,14 @@ def test_ctrl_c_interrupts_a_running_guest(session: Session) -> None:
     assert gdb.ask(b"?") == b"T02thread:1;"
 
 
+def test_a_stale_kick_is_not_reported_as_a_stop(session: Session) -> None:
+    gdb, machine = session.gdb, session.machine
+    gdb.ask(f"Z0,{JAL_GVA:x},4".encode())
+    machine.kick()                                    # as a departed client's disconnect would
+    assert gdb.ask(b"c") == b"T05swbreak:;thread:1;"
+    assert machine.runs == 2                          # the interrupted run, then the real one
+
+
 def test_guest_exit_is_reported_and_ends_serve(session: Session) -> None:
     assert session.gdb.ask(b"c") == b"W00"
     result = session.finished()

@@ -193,8 +193,12 @@ class GdbStub:
                     self._attach_stop_pending = False
                     self._interrupt_requested = False
                 elif self._gdb_resumed and self._attached:
-                    reply = self._last_stop_reply = self._stop_reply(stop)
-                    self._interrupt_requested = False
+                    if stop.kind is StopKind.INTERRUPTED and not self._interrupt_requested:
+                        # A kick left over from an attach or detach, not gdb's Ctrl-C: run on.
+                        self._resume = action
+                    else:
+                        reply = self._last_stop_reply = self._stop_reply(stop)
+                        self._interrupt_requested = False
                 else:
                     self._resume = _Resume.FREE  # nobody is debugging: keep running
             if reply is not None:
