@@ -449,6 +449,18 @@ def test_a_new_client_after_the_first_left_is_served(session: Session) -> None:
     assert session.machine.pc in (SPIN_GVA, SPIN_GVA + 4)
 
 
+def test_clients_coming_and_going_quickly_always_find_the_guest_stopped(session: Session) -> None:
+    session.gdb.ask(b"P25=" + le32(SPIN_GVA).encode())
+    for _ in range(20):
+        session.gdb.close()
+        deadline = time.monotonic() + 5
+        while session.stub.attached and time.monotonic() < deadline:
+            time.sleep(0.0005)                        # until then a new client would be refused
+        session.gdb = GdbClient(session.stub.address)
+        assert session.gdb.ask(b"?") == b"T05thread:1;"
+        assert not session.machine.running.is_set()
+
+
 def test_connecting_stops_a_freely_running_guest(program: bytes) -> None:
     machine = FakeMachine(program, PROGRAM_GVA)
     machine.set_one_reg(KVM_REG_MIPS_PC, SPIN_GVA)

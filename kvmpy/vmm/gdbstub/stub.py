@@ -231,6 +231,8 @@ class GdbStub:
             self._reader = PacketReader()
             self._pending.clear()
             self._last_sent = b""
+            if self._parked and self._resume is not None:
+                self._resume = None  # the previous client's departure had not let the guest go yet
             running = not self._parked
             if running:
                 self._attach_stop_pending = True
