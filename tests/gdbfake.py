@@ -123,7 +123,9 @@ class FakeMachine:
     def monitor_commands(self) -> Mapping[str, MonitorCommand]:
         return {
             "stats": MonitorCommand("instruction and run counts", self._stats),
-            "tlb": MonitorCommand("the (empty) TLB of this machine", lambda: "tlb: 0 entries (kseg only)"),
+            "tlb": MonitorCommand("the (empty) TLB of this machine; 'tlb ARGS' echoes ARGS",
+                                  lambda args: f"tlb {args}: 0 entries (kseg only)" if args
+                                  else "tlb: 0 entries (kseg only)"),
             "boom": MonitorCommand("a hook that fails", self._boom),
         }
 
@@ -140,10 +142,10 @@ class FakeMachine:
         assert gpa is not None
         return int.from_bytes(self.ram[gpa:gpa + 4], "little")
 
-    def _stats(self) -> str:
+    def _stats(self, _args: str) -> str:
         return f"retired {self.retired} runs {self.runs}"
 
-    def _boom(self) -> str:
+    def _boom(self, _args: str) -> str:
         raise RuntimeError("hook failed on purpose")
 
     def _fetch(self, gva: int) -> int | None:

@@ -399,6 +399,8 @@ def test_monitor_commands_call_the_targets_hooks(session: Session) -> None:
     assert monitor(gdb, "stats") == f"retired {session.machine.retired} runs 1\n"
     assert session.machine.retired > 0
     assert monitor(gdb, "tlb") == "tlb: 0 entries (kseg only)\n"
+    assert monitor(gdb, "  tlb   shadow 3 ") == "tlb shadow 3: 0 entries (kseg only)\n"
+    assert monitor(gdb, "") == help_text
     assert "unknown monitor command 'frob'" in monitor(gdb, "frob")
     assert "failed: hook failed on purpose" in monitor(gdb, "boom")
     assert gdb.ask(b"qRcmd,zz") == b"E22"
@@ -406,6 +408,18 @@ def test_monitor_commands_call_the_targets_hooks(session: Session) -> None:
 
 
 # ---------------------------------------------------------------------- the link
+def test_a_failing_target_call_is_an_error_reply_not_a_dead_stub(session: Session,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_gva: int) -> int | None:
+        raise RuntimeError("the hypervisor fell over")
+
+    monkeypatch.setattr(session.machine, "translate", broken)
+    assert session.gdb.ask(f"m{PROGRAM_GVA:x},4".encode()) == b"E01"
+    assert session.gdb.ask(b"p25") == le32(PROGRAM_GVA).encode()
+    monkeypatch.undo()
+    assert session.gdb.ask(f"m{PROGRAM_GVA:x},4".encode()) != b"E01"
+
+
 def test_bad_checksum_is_nakked_and_the_retransmission_answered(session: Session) -> None:
     gdb = session.gdb
     gdb.send_raw(b"$qC#00")

@@ -636,7 +636,8 @@ class GdbStub:
     def _monitor(self, hex_command: bytes) -> bytes:
         command = _hex_bytes(hex_command).decode("utf-8", "replace").strip()
         commands = self.target.monitor_commands()
-        name = command.split()[0] if command else "help"
+        name, _sep, rest = command.partition(" ")
+        name = name or "help"
         if name == "help":
             width = max((len(n) for n in commands), default=4)
             lines = [f"{'help':<{width}}  this list"]
@@ -644,7 +645,7 @@ class GdbStub:
             text = "\n".join(lines) + "\n"
         elif name in commands:
             try:
-                text = commands[name].run()
+                text = commands[name].run(rest.strip())
             except Exception as exc:  # noqa: BLE001 - a failing hook is reported, the VM goes on
                 text = f"monitor {name} failed: {exc}\n"
         else:

@@ -111,10 +111,15 @@ class GuestDebugError(Exception):
 
 @dataclass(frozen=True)
 class MonitorCommand:
-    """A `monitor NAME` command: `run()` returns the text to print (it may span lines)."""
+    """A `monitor NAME [ARGS]` command.
+
+    `run(args)` gets the rest of the line after the name (stripped, maybe
+    empty) and returns the text to print (it may span lines). It runs while
+    the vCPU is stopped; an exception it raises is printed, not propagated.
+    """
 
     help: str
-    run: Callable[[], str] = field(compare=False)
+    run: Callable[[str], str] = field(compare=False)
 
 
 class DebugTarget(Protocol):
