@@ -3,7 +3,8 @@
 This proves the protocol against the real client: gdb fetches the target
 description, reads registers and memory, inserts breakpoints and a
 watchpoint with Z packets, steps (through a branch delay slot), continues,
-is interrupted with Ctrl-C, and sees the machine exit.
+is interrupted with Ctrl-C, and sees the machine exit. The last test
+attaches gdb to a guest running in the real hypervisor (vz and te).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmpy.kvm import VmType
 from kvmpy.vmm.gdbstub import DebugExit, GdbStub, mips32
 from kvmpy.vmm.sockets import ListenSpec
 from tests.asm import AS, LD, ToolchainMissingError, assemble
@@ -34,10 +36,13 @@ from tests.gdbfake import (
     STORE_GVA,
     FakeMachine,
 )
+from tests.gdbkvm import COUNTER_GPA, ENTRY, KSEG0, counting_vm
 
 GDB = "gdb-multiarch"
 GDB_TIMEOUT_S = 60
 Served = tuple[FakeMachine, GdbStub, list[DebugExit]]
+KVM_COUNTER_GVA = KSEG0 | COUNTER_GPA
+GDB_SET_T1 = 0x7000_0000
 
 
 def _missing(reason: str) -> None:
@@ -81,6 +86,7 @@ def gdb_command(elf: Path | None, port: int, script: str, tmp_path: Path) -> lis
     commands = tmp_path / "script.gdb"
     head = "set pagination off\nset confirm off\nset width 0\n"
     head += f"file {elf}\n" if elf is not None else "set endian little\n"
+    head += f"set remotelogfile {tmp_path / 'remote.log'}\n"  # the packets, for a failure's post-mortem
     commands.write_text(head + f"target remote 127.0.0.1:{port}\n" + script)
     return [GDB, "-nx", "-batch", "-x", str(commands)]
 
@@ -189,3 +195,59 @@ printf "HB pc=%#x\\n", $pc
     assert values(out, "REGS") == {"pc": PROGRAM_GVA, "badvaddr": 0, "cause": 0}
     assert "Hardware assisted breakpoint 1" in out, out
     assert values(out, "HB") == {"pc": JAL_GVA}
+
+
+@pytest.mark.parametrize("vm_type", [VmType.VZ, VmType.TE], ids=["vz", "te"])
+def test_real_gdb_against_a_real_kvmpy_vcpu(vm_type: VmType, tmp_path: Path) -> None:
+    """gdb attached to a guest running in the real hypervisor, with today's KVM API (no breakpoints yet)."""
+    if shutil.which(GDB) is None:
+        _missing(f"{GDB} not found on PATH")
+    try:
+        target, code = counting_vm(vm_type)
+    except ToolchainMissingError as exc:
+        _missing(str(exc))
+    stub = GdbStub(target, mips32(), ListenSpec(host="127.0.0.1", port=0), start_stopped=True)
+    thread = threading.Thread(target=stub.serve, daemon=True)
+    thread.start()
+    script = f"""
+printf "START pc=%#x\\n", $pc
+info registers
+x/2wx {ENTRY:#x}
+continue
+printf "STOPPED pc=%#x counter=%d t1=%d\\n", $pc, *(int *){KVM_COUNTER_GVA:#x}, $t1
+set $t1 = {GDB_SET_T1:#x}
+set var *(int *){KVM_COUNTER_GVA + 4:#x} = 0x5a5a
+monitor stats
+continue
+printf "AGAIN counter=%d\\n", *(int *){KVM_COUNTER_GVA:#x}
+detach
+"""
+    proc = subprocess.Popen(gdb_command(None, stub.address[1], script, tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        # Each `continue` is ended by Ctrl-C once the guest has visibly counted under it: past
+        # 2000 from 0 the first time; the second time past the value gdb wrote into $t1, which
+        # counting alone would take minutes to reach (a second Ctrl-C while gdb still waits for
+        # the first stop would make it give up the connection).
+        for threshold in (2000, GDB_SET_T1 + 2000):
+            deadline = time.monotonic() + GDB_TIMEOUT_S
+            while int.from_bytes(target.ram[COUNTER_GPA:COUNTER_GPA + 4], "little") < threshold:
+                assert time.monotonic() < deadline and proc.poll() is None, "the guest does not run under gdb"
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=GDB_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stub.close()
+        thread.join(10)
+    assert values(out, "START") == {"pc": ENTRY}
+    words = [int.from_bytes(code[i:i + 4], "little") for i in (0, 4)]
+    assert re.search(rf"{ENTRY:#x}:\s+0x{words[0]:08x}\s+0x{words[1]:08x}", out), out
+    stopped = values(out, "STOPPED")
+    assert stopped["counter"] >= 2000 and stopped["t1"] in (stopped["counter"], stopped["counter"] + 1)
+    assert out.count("SIGINT") == 2, out
+    assert re.search(r"instructions \d+", out), out
+    assert values(out, "AGAIN")["counter"] > GDB_SET_T1         # the guest counted on from gdb's $t1
+    assert int.from_bytes(target.ram[COUNTER_GPA + 4:COUNTER_GPA + 8], "little") == 0x5A5A
