@@ -60,6 +60,7 @@ class FakeMachine:
         self.ram[gpa:gpa + len(program)] = program
         self.debug = GuestDebug()
         self.debug_calls: list[GuestDebug] = []
+        self.can_single_step = True
         self.retired = 0
         self.runs = 0
         self._kicked = threading.Event()
@@ -80,6 +81,8 @@ class FakeMachine:
     def set_guest_debug(self, debug: GuestDebug) -> None:
         if len(debug.hw_breakpoints) > MAX_HW_BREAKPOINTS or len(debug.watchpoints) > MAX_WATCHPOINTS:
             raise GuestDebugError("no free breakpoint/watchpoint register")
+        if debug.single_step and not self.can_single_step:
+            raise GuestDebugError("this machine cannot single-step")
         self.debug = debug
         self.debug_calls.append(debug)
 

@@ -315,6 +315,17 @@ def test_single_step_takes_a_branch_with_its_delay_slot(session: Session) -> Non
     assert session.finished().message == "break"
 
 
+def test_a_step_the_hypervisor_cannot_do_is_an_error_not_a_continue(session: Session) -> None:
+    gdb, machine = session.gdb, session.machine
+    machine.can_single_step = False
+    assert gdb.ask(b"s") == b"E28"
+    assert gdb.ask(b"vCont;s:1") == b"E28"
+    assert machine.pc == PROGRAM_GVA and machine.runs == 0
+    machine.can_single_step = True
+    assert gdb.ask(b"s") == b"T05thread:1;"
+    assert machine.pc == PROGRAM_GVA + 4
+
+
 def test_s_and_c_with_an_address_resume_there(session: Session) -> None:
     gdb, machine = session.gdb, session.machine
     assert gdb.ask(f"s{FUNC_GVA:x}".encode()) == b"T05thread:1;"

@@ -176,8 +176,14 @@ class GdbStub:
             try:
                 self.target.set_guest_debug(debug)
             except GuestDebugError as exc:
-                # Z already checked each addition; a refusal now still must not lose the guest.
-                log.warning("gdb stub: set_guest_debug refused: %s", exc)
+                # Z checked each addition, so this is a step the hypervisor cannot do: the
+                # guest stays stopped and gdb hears why, rather than a step silently continuing.
+                log.info("gdb stub: cannot resume that way: %s", exc)
+                with self._cond:
+                    self._parked = True
+                self._send_packet(E_NOSPC)
+                self._process_pending()
+                continue
             stop = self.target.run()
             reply: bytes | None = None
             with self._cond:
