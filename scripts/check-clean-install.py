@@ -54,6 +54,7 @@ TOOLS = {
     "apt-cache": "kvmpy/vmm/images/debian.py",
     "dpkg-deb": "kvmpy/vmm/images/debian.py",
     "strace": "this script",
+    "gdb-multiarch": "tests/functional/test_gdbstub_gdb.py",
 }
 
 QEMU_START_S = 3.0

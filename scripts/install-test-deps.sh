@@ -3,8 +3,9 @@
 # (to build tests/guests), qemu-system-mipsel (the reference the guests
 # are compared against), e2fsprogs (ext2 images for the virtio-blk tests),
 # passt (user-mode networking for the virtio-net test), iproute2 (the
-# TAP test's network namespace) and strace (scripts/check-clean-install.sh
-# watches which files QEMU opens). Also registers the mipsel dpkg
+# TAP test's network namespace), strace (scripts/check-clean-install.sh
+# watches which files QEMU opens) and gdb-multiarch (the real gdb the gdb
+# stub's functional tests drive). Also registers the mipsel dpkg
 # architecture for later use (mipsel Debian packages, e.g. a Malta kernel).
 #
 # Every package anything in the suite runs or opens must be named here or be
@@ -24,6 +25,7 @@ PACKAGES=(
     binutils-mipsel-linux-gnu
     e2fsprogs
     gcc-mipsel-linux-gnu
+    gdb-multiarch
     iproute2
     passt
     qemu-system-mips
@@ -90,7 +92,7 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 # e2fsprogs installs into /usr/sbin, which a non-root PATH may lack.
-for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip strace; do
+for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip strace gdb-multiarch; do
     if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool not on PATH after install" >&2
         exit 1

@@ -17,7 +17,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import termios
 import threading
 import tty
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kvmpy.vmm.errors import VmmError
+from kvmpy.vmm.sockets import ListenSpec, SocketListener, SocketListenError, parse_listen_spec
 
 log = logging.getLogger(__name__)
 
@@ -163,108 +163,39 @@ class SocketSerial:
         if (tcp is None) == (unix_path is None):
             raise ValueError("SocketSerial needs exactly one of tcp=(host, port) or unix_path=")
         self.unix_path = unix_path
-        self._lock = threading.Lock()
-        self._client: socket.socket | None = None
         self._receiver: Receiver | None = None
         self._receiver_set = threading.Event()
-        self._closed = threading.Event()
+        spec = ListenSpec(unix_path=unix_path) if tcp is None else ListenSpec(host=tcp[0], port=tcp[1])
         try:
-            if tcp is not None:
-                host, port = tcp
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                self._listener = socket.socket(family, socket.SOCK_STREAM)
-                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self._listener.bind((host, port))
-            else:
-                assert unix_path is not None
-                if unix_path.is_socket():
-                    unix_path.unlink()  # a stale socket from an earlier run
-                self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._listener.bind(str(unix_path))
-            self._listener.listen(1)
-        except OSError as exc:
-            where = f"tcp {tcp[0]}:{tcp[1]}" if tcp is not None else f"unix socket {unix_path}"
-            raise SerialOpenError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="serial-accept", daemon=True)
-        self._accept_thread.start()
+            self._socket = SocketListener(spec, name="serial", on_data=self._deliver)
+        except SocketListenError as exc:
+            raise SerialOpenError(str(exc)) from exc
 
     @property
     def address(self) -> tuple[str, int] | str:
         """Where the socket listens: (host, port) for TCP (the real port if 0 was asked), or the path."""
-        name = self._listener.getsockname()
-        return name if isinstance(name, str) else (name[0], name[1])
+        return self._socket.address
 
     @property
     def connected(self) -> bool:
-        return self._client is not None
+        return self._socket.connected
 
     def write(self, data: bytes) -> None:
-        with self._lock:
-            client = self._client
-            if client is None:
-                return
-            try:
-                client.send(data, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                pass  # the client is not reading: drop rather than stall the guest
-            except OSError:
-                self._drop_client_locked(client)
+        self._socket.send_nowait(data)  # a client not reading loses output rather than stall the guest
 
     def start(self, receiver: Receiver) -> None:
         self._receiver = receiver
         self._receiver_set.set()
 
     def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
         self._receiver_set.set()
-        with self._lock:
-            if self._client is not None:
-                self._drop_client_locked(self._client)
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        if self.unix_path is not None:
-            with contextlib.suppress(OSError):
-                self.unix_path.unlink()
+        self._socket.close()
 
-    def _drop_client_locked(self, client: socket.socket) -> None:
-        if self._client is client:
-            self._client = None
-        with contextlib.suppress(OSError):
-            client.shutdown(socket.SHUT_RDWR)
-        client.close()
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _peer = self._listener.accept()
-            except OSError:
-                return  # the listener was closed
-            with self._lock:
-                busy = self._client is not None or self._closed.is_set()
-                if not busy:
-                    self._client = client
-            if busy:
-                client.close()
-                continue
-            threading.Thread(target=self._read_loop, args=(client,), name="serial-read", daemon=True).start()
-
-    def _read_loop(self, client: socket.socket) -> None:
-        self._receiver_set.wait()
-        while not self._closed.is_set():
-            try:
-                data = client.recv(_READ_CHUNK_BYTES)
-            except OSError:
-                data = b""
-            if not data:
-                with self._lock:
-                    self._drop_client_locked(client)
-                return
-            receiver = self._receiver
-            if receiver is not None:
-                receiver(data)
+    def _deliver(self, data: bytes) -> None:
+        self._receiver_set.wait()  # input that arrives before start() waits for the receiver
+        receiver = self._receiver
+        if receiver is not None:
+            receiver(data)
 
 
 class _EscapeState(Enum):
@@ -478,19 +409,18 @@ def parse_serial_spec(spec: str) -> SerialSpec:
         if sep:
             raise ValueError(f"serial spec {spec!r}: {kind!r} takes no argument")
         return SerialSpec(SerialKind(kind))
-    if kind in ("file", "unix"):
+    if kind == "file":
         if not rest:
-            raise ValueError(f"serial spec {spec!r}: {kind}: needs a path")
-        return SerialSpec(SerialKind(kind), path=Path(rest))
-    if kind == "tcp":
-        host, colon, port_text = rest.rpartition(":")
-        if not colon:
-            raise ValueError(f"serial spec {spec!r}: expected tcp:[HOST]:PORT")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise ValueError(f"serial spec {spec!r}: port must be a number 0..65535")
-        return SerialSpec(SerialKind.TCP, host=host or "127.0.0.1", port=int(port_text))
+            raise ValueError(f"serial spec {spec!r}: file: needs a path")
+        return SerialSpec(SerialKind.FILE, path=Path(rest))
+    if kind in ("tcp", "unix"):
+        try:
+            where = parse_listen_spec(spec)
+        except ValueError as exc:
+            raise ValueError(f"serial {exc}") from None
+        if where.unix_path is not None:
+            return SerialSpec(SerialKind.UNIX, path=where.unix_path)
+        return SerialSpec(SerialKind.TCP, host=where.host, port=where.port)
     raise ValueError(f"unknown serial spec {spec!r}: use {SPEC_HELP}")
 
 
