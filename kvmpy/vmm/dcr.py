@@ -64,12 +64,13 @@ class DcrBus:
     [base_dcrn, base_dcrn + count); ranges must lie in 0..1023 and must not
     overlap (`BusError`). `read(dcrn)` / `write(dcrn, value)` never raise:
     an unknown DCR reads 0 and ignores writes; an exception inside a device
-    is recorded as `fault` (a `DeviceFault` whose `gpa` field holds the DCR
-    number) and the access reads 0.
+    is recorded as `fault` (a `DeviceFault` whose address field holds the
+    DCR number) and the access reads 0.
     """
 
     def __init__(self) -> None:
         self._bus = Bus()
+        self.unassigned = 0
 
     @property
     def fault(self) -> DeviceFault | None:
@@ -79,7 +80,9 @@ class DcrBus:
     @property
     def counts(self) -> Counter[str]:
         """Accesses by device name ("unassigned" for DCRs nobody implements)."""
-        return self._bus.counts
+        counts = Counter(self._bus.counts)
+        counts["unassigned"] += self.unassigned
+        return +counts
 
     def add(self, base_dcrn: int, count: int, device: DcrDevice, name: str) -> None:
         if base_dcrn < 0 or base_dcrn + count > DCR_COUNT:
@@ -94,12 +97,15 @@ class DcrBus:
     def read(self, dcrn: int) -> int:
         """`mfdcr`: the value of DCR `dcrn` (0 for a DCR nobody implements)."""
         if self._bus.find(dcrn) is None:
-            self._bus.counts["unassigned"] += 1
+            self.unassigned += 1
             return 0
         return self._bus.read(dcrn, 4) & DCR_MASK
 
     def write(self, dcrn: int, value: int) -> None:
-        """`mtdcr`: store `value` (masked to 32 bits) in DCR `dcrn`."""
+        """`mtdcr`: store `value` (masked to 32 bits) in DCR `dcrn` (ignored for an unknown DCR)."""
+        if self._bus.find(dcrn) is None:
+            self.unassigned += 1
+            return
         self._bus.write(dcrn, 4, value & DCR_MASK)
 
 
