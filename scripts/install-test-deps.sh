@@ -22,6 +22,7 @@ set -euo pipefail
 
 PACKAGES=(
     binutils-mipsel-linux-gnu
+    device-tree-compiler
     e2fsprogs
     gcc-mipsel-linux-gnu
     iproute2

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from kvmpy.vmm.bus import BusError
 from kvmpy.vmm.dcr import DcrBus
-from kvmpy.vmm.machines.bamboo.uic import UIC0_DCR_BASE, UIC_DCR_COUNT, Uic, UicReg, input_bit
+from kvmpy.vmm.machines.bamboo.layout import UIC0_DCR_BASE, UIC0_DCR_COUNT
+from kvmpy.vmm.machines.bamboo.uic import UIC_DCR_COUNT, Uic, UicReg, input_bit
 from tests.unit.fakes import RecordingIrq
 
 SR, SRS, ER, CR, PR, TR, MSR, VR, VCR = (UIC0_DCR_BASE + r for r in UicReg)
@@ -18,7 +19,8 @@ def make() -> tuple[DcrBus, Uic, RecordingIrq, RecordingIrq]:
     out, crit = RecordingIrq(), RecordingIrq()
     uic = Uic(out, crit)
     bus = DcrBus()
-    bus.add(UIC0_DCR_BASE, UIC_DCR_COUNT, uic, "uic0")
+    assert UIC0_DCR_COUNT == UIC_DCR_COUNT
+    bus.add(UIC0_DCR_BASE, UIC0_DCR_COUNT, uic, "uic0")
     return bus, uic, out, crit
 
 

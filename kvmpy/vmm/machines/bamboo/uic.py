@@ -2,7 +2,7 @@
 
 A UIC gathers 32 interrupt inputs into the core's two interrupt pins:
 external input (non-critical, MSR[EE]) and critical input (MSR[CE]). Its
-registers are DCRs, at offsets from the controller's base (UIC0: 0xc0):
+registers are DCRs, at offsets from the controller's base (the board places UIC0 at 0xc0):
 
     offset  name  access  meaning (bit for input n is IBM bit n = 1 << (31 - n))
     0       SR    R/W1C   status: an interrupt was detected on input n
@@ -48,7 +48,6 @@ from kvmpy.vmm.bus import IrqLine
 
 UIC_INPUTS = 32
 UIC_DCR_COUNT = 9
-UIC0_DCR_BASE = 0xC0
 VECTOR_STRIDE_BYTES = 512
 _MASK32 = 0xFFFFFFFF
 _VCR_PRO = 0x1
@@ -238,4 +237,4 @@ class Uic:
         self.vcr = value & _VCR_WRITABLE
 
 
-__all__ = ["UIC0_DCR_BASE", "UIC_DCR_COUNT", "UIC_INPUTS", "Uic", "UicInput", "UicReg", "input_bit"]
+__all__ = ["UIC_DCR_COUNT", "UIC_INPUTS", "Uic", "UicInput", "UicReg", "input_bit"]
