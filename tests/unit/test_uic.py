@@ -8,9 +8,15 @@ from hypothesis import strategies as st
 
 from kvmpy.vmm.bus import BusError
 from kvmpy.vmm.dcr import DcrBus
+from kvmpy.vmm.devices.uart16550 import Uart16550
+from kvmpy.vmm.machines.bamboo import layout
 from kvmpy.vmm.machines.bamboo.layout import UIC0_DCR_BASE, UIC0_DCR_COUNT
 from kvmpy.vmm.machines.bamboo.uic import UIC_DCR_COUNT, Uic, UicReg, input_bit
+from kvmpy.vmm.serial import BufferSerial
+from kvmpy.vmm.virtio.mmio import Reg
+from kvmpy.vmm.virtio.rng import VirtioRng
 from tests.unit.fakes import RecordingIrq
+from tests.unit.test_virtio_mmio import Driver
 
 SR, SRS, ER, CR, PR, TR, MSR, VR, VCR = (UIC0_DCR_BASE + r for r in UicReg)
 
@@ -304,3 +310,29 @@ def test_edge_latch_matches_counted_edges(n: int, levels: list[bool]) -> None:
         if edge_seen and level:
             bus.write(SR, input_bit(n))
             edge_seen = False
+
+
+# ---------------------------------------------------------------------- wired to the board's devices
+
+
+def test_uart_and_virtio_mmio_interrupts_through_uic0() -> None:
+    """The bamboo wiring: the 16550 on input 0 and a virtio-mmio rng on input 16, handled as Linux does."""
+    bus, uic, out, crit = make()
+    uart = Uart16550(BufferSerial(), uic.input(layout.UART0_UIC_INPUT))
+    rng = Driver(VirtioRng(), irq=uic.input(layout.virtio_mmio_uic_input(0)))
+    for n in (layout.UART0_UIC_INPUT, layout.virtio_mmio_uic_input(0)):
+        linux_set_type(bus, n, edge=False, high=True)
+        linux_unmask(bus, n, level=True)
+    assert not out.level
+
+    uart.write(1, 1, 0x02)  # IER: transmitter-empty interrupt; the THR is empty, so it fires at once
+    assert out.level and not crit.level and linux_get_irq(bus) == 0
+    assert uart.read(2, 1) & 0x0F == 0x02  # reading IIR with THRI pending clears it
+    assert not out.level and linux_get_irq(bus) is None
+
+    rng.init()
+    buf = rng.alloc(16)
+    rng.submit(0, [(buf, 16, True)])
+    assert out.level and linux_get_irq(bus) == 16
+    rng.w(Reg.INTERRUPT_ACK, rng.r(Reg.INTERRUPT_STATUS))
+    assert not out.level and bus.read(MSR) == 0

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmpy.vmm.bus import Bus
+from kvmpy.vmm.bus import Bus, IrqLine
 from kvmpy.vmm.virtio.blk import SECTOR_SIZE, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk
 from kvmpy.vmm.virtio.mmio import CONFIG_OFFSET, MAGIC_VALUE, VENDOR_ID, Reg, VirtioMmioDevice
 from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, RamView, Virtqueue
@@ -72,10 +72,10 @@ class Driver:
     Register accesses go through an MMIO `Bus`, as the guest's loads and stores would.
     """
 
-    def __init__(self, device: object, ram_bytes: int = RAM_BYTES) -> None:
+    def __init__(self, device: object, ram_bytes: int = RAM_BYTES, irq: IrqLine | None = None) -> None:
         self.ram = bytearray(ram_bytes)
         self.irq = RecordingIrq()
-        self.dev = VirtioMmioDevice(device, RamView(self.ram), self.irq)  # type: ignore[arg-type]
+        self.dev = VirtioMmioDevice(device, RamView(self.ram), irq or self.irq)  # type: ignore[arg-type]
         self.bus = Bus()
         self.bus.add(MMIO_BASE, 0x200, self.dev, "virtio-mmio")
         self._next = 0x1000
