@@ -23,6 +23,7 @@ set -euo pipefail
 
 PACKAGES=(
     binutils-mipsel-linux-gnu
+    device-tree-compiler
     e2fsprogs
     gcc-mipsel-linux-gnu
     gdb-multiarch
