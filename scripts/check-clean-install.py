@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from tests.qemu_ref import malta_session_argv, qemu_command  # noqa: E402  (the suite's own command lines)
+from tests.qemu_ref_ppc import qemu_bamboo_command  # noqa: E402
 
 INSTALL_SCRIPT = REPO / "scripts" / "install-test-deps.sh"
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -55,12 +56,23 @@ TOOLS = {
     "dpkg-deb": "kvmpy/vmm/images/debian.py",
     "strace": "this script",
     "gdb-multiarch": "tests/functional/test_gdbstub_gdb.py",
+    "qemu-system-ppc": "tests/qemu_ref_ppc.py",
+    "powerpc-linux-gnu-as": "tests/guests/ppc/build.py",
+    "powerpc-linux-gnu-ld": "tests/guests/ppc/build.py",
+    "powerpc-linux-gnu-objdump": "tests/guests/ppc/build.py",
+    "dtc": "tests/unit/test_bamboo_fdt.py",
 }
 
 QEMU_START_S = 3.0
 
-# A tiny MIPS ELF for QEMU's -kernel (Malta refuses to start without firmware or a kernel).
-TINY_KERNEL_S = ".set noreorder\n.globl __start\n__start:\n1: b 1b\n nop\n"
+# Tiny ELFs for QEMU's -kernel (Malta refuses to start without firmware or a kernel):
+# (assembler, its flags, linker, its flags, source)
+TINY_KERNELS = {
+    "mips": ("mipsel-linux-gnu-as", ["-EL"], "mipsel-linux-gnu-ld", ["-EL", "-Ttext=0x80100000"],
+             ".set noreorder\n.globl __start\n__start:\n1: b 1b\n nop\n"),
+    "ppc": ("powerpc-linux-gnu-as", [], "powerpc-linux-gnu-ld", ["-Ttext=0x100000"],
+            ".globl _start\n_start:\n1: b 1b\n"),
+}
 
 
 @dataclass
@@ -167,12 +179,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="kvmpy-clean-") as tmp:
         workdir = Path(tmp)
-        kernel = workdir / "tiny.elf"
-        (workdir / "tiny.S").write_text(TINY_KERNEL_S)
-        obj = workdir / "tiny.o"
-        run(["mipsel-linux-gnu-as", "-EL", "-o", str(obj), str(workdir / "tiny.S")], check=True)
-        run(["mipsel-linux-gnu-ld", "-EL", "-Ttext=0x80100000", "-o", str(kernel), str(obj)],
-            check=True)
+        kernels: dict[str, Path] = {}
+        for arch, (asm, as_flags, ld, ld_flags, source) in TINY_KERNELS.items():
+            src, obj, kernels[arch] = (workdir / f"{arch}{ext}" for ext in (".S", ".o", ".elf"))
+            src.write_text(source)
+            run([asm, *as_flags, "-o", str(obj), str(src)], check=True)
+            run([ld, *ld_flags, "-o", str(kernels[arch]), str(obj)], check=True)
+        kernel = kernels["mips"]
         disk = workdir / "disk.img"
         disk.write_bytes(bytes(1 << 20))
         initrd = workdir / "initrd"
@@ -183,6 +196,7 @@ def main() -> int:
             "bare-metal guests (tests/qemu_ref.py)": qemu_command(kernel),
             "Linux sessions with a disk (tests/functional/guest_session.py)": malta_session_argv(
                 kernel, initrd, "console=ttyS0", drives=(disk,)),
+            "PowerPC 440 guests (tests/qemu_ref_ppc.py)": qemu_bamboo_command(kernels["ppc"]),
         }
         for name, argv in qemu_runs.items():
             full = [*argv, "-S"]

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need: the mipsel cross toolchain
 # (to build tests/guests), qemu-system-mipsel (the reference the guests
-# are compared against), e2fsprogs (ext2 images for the virtio-blk tests),
+# are compared against), the powerpc binutils and qemu-system-ppc (the
+# same for the PowerPC 440 guests on QEMU's bamboo), device-tree-compiler
+# (dtc checks the bamboo's device tree), gdb-multiarch (the real client of
+# the gdb stub's tests), e2fsprogs (ext2 images for the virtio-blk tests),
 # passt (user-mode networking for the virtio-net test), iproute2 (the
 # TAP test's network namespace), strace (scripts/check-clean-install.sh
 # watches which files QEMU opens) and gdb-multiarch (the real gdb the gdb
@@ -23,6 +26,7 @@ set -euo pipefail
 
 PACKAGES=(
     binutils-mipsel-linux-gnu
+    binutils-powerpc-linux-gnu
     device-tree-compiler
     e2fsprogs
     gcc-mipsel-linux-gnu
@@ -30,6 +34,7 @@ PACKAGES=(
     iproute2
     passt
     qemu-system-mips
+    qemu-system-ppc
     strace
 )
 FOREIGN_ARCH=mipsel
@@ -93,7 +98,7 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 # e2fsprogs installs into /usr/sbin, which a non-root PATH may lack.
-for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip strace gdb-multiarch; do
+for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip strace gdb-multiarch powerpc-linux-gnu-as qemu-system-ppc dtc gdb-multiarch; do
     if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool not on PATH after install" >&2
         exit 1

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 
-from kvmpy.arch.mips.regs import CP0_ID_BY_NAME, KVM_REG_MIPS_HI, KVM_REG_MIPS_LO, KVM_REG_MIPS_PC, gp_reg
+from kvmpy.arch.mips.uapi import CP0_ID_BY_NAME, KVM_REG_MIPS_HI, KVM_REG_MIPS_LO, KVM_REG_MIPS_PC, gp_reg
 from kvmpy.kvm.errors import RegisterAccessError
 from kvmpy.vmm.gdbstub import (
     DebugExit,

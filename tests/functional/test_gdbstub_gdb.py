@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmpy.kvm import VmType
+from kvmpy.arch.mips.uapi import VmType
 from kvmpy.vmm.gdbstub import DebugExit, GdbStub, mips32
 from kvmpy.vmm.sockets import ListenSpec
 from tests.asm import AS, LD, ToolchainMissingError, assemble

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmpy.arch.mips.regs import KVM_REG_MIPS_PC, gp_reg
+from kvmpy.arch.mips.uapi import KVM_REG_MIPS_PC, gp_reg
 from kvmpy.vmm.gdbstub import DebugExit, GdbStub, StopKind, WatchKind, mips32
 from kvmpy.vmm.gdbstub.packets import EventKind, frame
 from kvmpy.vmm.sockets import ListenSpec, SocketListenError, parse_listen_spec

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kvmpy.arch.mips.regs import gp_reg
+from kvmpy.arch.mips.uapi import gp_reg
 from kvmpy.vmm.gdbstub import GdbStub, GuestDebug, mips32
 from kvmpy.vmm.gdbstub.packets import Event, EventKind, PacketReader, escape_binary, frame, unescape_binary
 from kvmpy.vmm.sockets import ListenSpec

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kvmpy.kvm import VmType
+from kvmpy.arch.mips.uapi import VmType
 from kvmpy.vmm.gdbstub import DebugExit, GdbStub, mips32
 from kvmpy.vmm.gdbstub.packets import EventKind
 from kvmpy.vmm.sockets import ListenSpec

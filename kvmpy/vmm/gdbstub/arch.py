@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from xml.sax.saxutils import quoteattr
 
-from kvmpy.arch.mips.regs import (
+from kvmpy.arch.mips.uapi import (
     CP0_ID_BY_NAME,
     KVM_REG_MIPS,
     KVM_REG_MIPS_HI,
