@@ -1,0 +1,1 @@
+"""Network backends: the host side of a virtio-net link (socket, passt, TAP), see `backends`."""
