@@ -35,8 +35,8 @@ access to a word register takes or merges its lanes (`word_lane`/`merge_lane`).
 
 from __future__ import annotations
 
-import bisect
 import logging
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,13 +100,18 @@ class DeviceFault:
 @dataclass(slots=True)
 class _Mapping:
     base: int
-    size: int
+    end: int  # one past the last address
     device: BusDevice | Bus
     name: str
     # what the target sees for `base` (a window onto part of a device, or a bridged bus)
     offset: int = 0
     byteorder: Literal["little", "big"] = "little"
     target_bus: Bus | None = None
+    count: int = 0  # accesses, for statistics (a plain attribute: cheaper than a Counter on the hot path)
+
+    @property
+    def size(self) -> int:
+        return self.end - self.base
 
 
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
@@ -122,127 +127,147 @@ class Bus:
 
     `space` names it in messages and statistics ("mmio", "pio").
     `counts` counts accesses by mapping name; `fault` is the first
-    `DeviceFault`, set when a device raised.
+    `DeviceFault`, set when a device raised (on this bus or on a bus it
+    bridges to).
     """
 
     space: str = "mmio"
     mappings: list[_Mapping] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
     fault: DeviceFault | None = None
+    unassigned: int = 0
     _bases: list[int] = field(default_factory=list)
+    _removed_counts: Counter[str] = field(default_factory=Counter)
+    _bridged_from: list[Bus] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Accesses by mapping name (removed mappings included), and "unassigned"."""
+        counts = Counter(self._removed_counts)
+        for m in self.mappings:
+            counts[m.name] += m.count
+        if self.unassigned:
+            counts["unassigned"] += self.unassigned
+        return +counts
 
     def add(self, base: int, size: int, device: BusDevice | Bus, name: str, *, offset: int = 0) -> None:
         """Map `size` bytes at `base` to `device`, which sees `offset` at `base`.
 
-        `device` is a `BusDevice` or another `Bus` (a bridge window: its
-        faults and counts are its own, the bytes pass through unconverted).
+        `device` is a `BusDevice` or another `Bus` (a bridge window: the
+        bytes pass through unconverted, and the target's faults stop the VM
+        as this bus's do).
         """
         if size <= 0:
             raise BusError(f"{name}: empty range")
         for m in self.mappings:
-            if base < m.base + m.size and m.base < base + size:
+            if base < m.end and m.base < base + size:
                 raise BusError(f"{name} [{base:#x},+{size:#x}) overlaps {m.name} [{m.base:#x},+{m.size:#x})")
         if isinstance(device, Bus):
-            mapping = _Mapping(base, size, device, name, offset, target_bus=device)
+            mapping = _Mapping(base, base + size, device, name, offset, target_bus=device)
+            device._bridged_from.append(self)
         else:
             endian = getattr(device, "endian", Endian.LITTLE)
-            mapping = _Mapping(base, size, device, name, offset, "big" if endian is Endian.BIG else "little")
-        idx = bisect.bisect(self._bases, base)
+            byteorder: Literal["little", "big"] = "big" if endian is Endian.BIG else "little"
+            mapping = _Mapping(base, base + size, device, name, offset, byteorder)
+        idx = bisect_right(self._bases, base)
         self._bases.insert(idx, base)
         self.mappings.insert(idx, mapping)
 
     def remove(self, name: str) -> None:
+        for m in self.mappings:
+            if m.name == name:
+                self._removed_counts[name] += m.count
         keep = [m for m in self.mappings if m.name != name]
         self.mappings = keep
         self._bases = [m.base for m in keep]
 
     def find(self, addr: int) -> _Mapping | None:
-        idx = bisect.bisect(self._bases, addr) - 1
+        idx = bisect_right(self._bases, addr) - 1
         if idx >= 0:
             m = self.mappings[idx]
-            if addr < m.base + m.size:
+            if addr < m.end:
                 return m
         return None
 
+    def _record_fault(self, fault: DeviceFault) -> None:
+        if self.fault is None:
+            self.fault = fault
+        for bus in self._bridged_from:
+            bus._record_fault(fault)
+
     # ------------------------------------------------------------------ bytes in memory order (exits)
+    # load and store are the MMIO exit's hot path: find() is inlined, nothing is allocated but the value.
     def load(self, addr: int, data: bytearray) -> None:
         """Fill `data` (len = access size) with the bytes a read of `addr` returns, in memory order."""
-        m = self.find(addr)
+        idx = bisect_right(self._bases, addr) - 1
+        m = self.mappings[idx] if idx >= 0 else None
         size = len(data)
-        if m is None:
-            self.counts["unassigned"] += 1
+        if m is None or addr >= m.end:
+            self.unassigned += 1
             log.debug("%s: read of unassigned address %#x", self.space, addr)
             data[:] = b"\xff" * size
             return
-        self.counts[m.name] += 1
-        if m.target_bus is not None:
-            m.target_bus.load(addr - m.base + m.offset, data)
-            self._inherit_fault(m.target_bus)
+        m.count += 1
+        target = m.target_bus
+        if target is not None:
+            target.load(addr - m.base + m.offset, data)
             return
         try:
-            value = m.device.read(addr - m.base + m.offset, size) & _mask(size)
+            value = m.device.read(addr - m.base + m.offset, size) & (_MASKS.get(size) or _mask(size))  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
-            self.fault = self.fault or DeviceFault(m.name, addr, False, exc, self.space)
+            self._record_fault(DeviceFault(m.name, addr, False, exc, self.space))
             value = 0
         data[:] = value.to_bytes(size, m.byteorder)
 
     def store(self, addr: int, data: bytes | bytearray) -> None:
         """Write `data` (in memory order) at `addr`."""
-        m = self.find(addr)
-        if m is None:
-            self.counts["unassigned"] += 1
+        idx = bisect_right(self._bases, addr) - 1
+        m = self.mappings[idx] if idx >= 0 else None
+        if m is None or addr >= m.end:
+            self.unassigned += 1
             log.debug("%s: write of %s to unassigned address %#x", self.space, bytes(data).hex(), addr)
             return
-        self.counts[m.name] += 1
-        if m.target_bus is not None:
-            m.target_bus.store(addr - m.base + m.offset, data)
-            self._inherit_fault(m.target_bus)
+        m.count += 1
+        target = m.target_bus
+        if target is not None:
+            target.store(addr - m.base + m.offset, data)
             return
         try:
-            m.device.write(addr - m.base + m.offset, len(data), int.from_bytes(data, m.byteorder))
+            m.device.write(addr - m.base + m.offset, len(data), int.from_bytes(data, m.byteorder))  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
-            self.fault = self.fault or DeviceFault(m.name, addr, True, exc, self.space)
+            self._record_fault(DeviceFault(m.name, addr, True, exc, self.space))
 
     # ------------------------------------------------------------------ register values
     def read(self, addr: int, size: int) -> int:
         """The register value a `size`-byte read of `addr` returns (all-ones where nothing answers)."""
         m = self.find(addr)
         if m is None:
-            self.counts["unassigned"] += 1
+            self.unassigned += 1
             log.debug("%s: read of unassigned address %#x", self.space, addr)
             return _mask(size)
-        self.counts[m.name] += 1
+        m.count += 1
         if m.target_bus is not None:
-            value = m.target_bus.read(addr - m.base + m.offset, size)
-            self._inherit_fault(m.target_bus)
-            return value
+            return m.target_bus.read(addr - m.base + m.offset, size)
         try:
-            return m.device.read(addr - m.base + m.offset, size) & _mask(size)
+            return m.device.read(addr - m.base + m.offset, size) & _mask(size)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
-            self.fault = self.fault or DeviceFault(m.name, addr, False, exc, self.space)
+            self._record_fault(DeviceFault(m.name, addr, False, exc, self.space))
             return 0
 
     def write(self, addr: int, size: int, value: int) -> None:
         """Write the register value `value` (`size` bytes) at `addr`."""
         m = self.find(addr)
         if m is None:
-            self.counts["unassigned"] += 1
+            self.unassigned += 1
             log.debug("%s: write of %#x to unassigned address %#x", self.space, value, addr)
             return
-        self.counts[m.name] += 1
+        m.count += 1
         if m.target_bus is not None:
             m.target_bus.write(addr - m.base + m.offset, size, value)
-            self._inherit_fault(m.target_bus)
             return
         try:
-            m.device.write(addr - m.base + m.offset, size, value & _mask(size))
+            m.device.write(addr - m.base + m.offset, size, value & _mask(size))  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
-            self.fault = self.fault or DeviceFault(m.name, addr, True, exc, self.space)
-
-    def _inherit_fault(self, target: Bus) -> None:
-        # A fault behind a bridge window stops the VM like one on this bus.
-        if target.fault is not None and self.fault is None:
-            self.fault = target.fault
+            self._record_fault(DeviceFault(m.name, addr, True, exc, self.space))
 
 
 # ====================================================================== byte lanes
