@@ -4,6 +4,9 @@
     python benchmarks/run.py --runs 5 --only bench_crc32
     python benchmarks/run.py --record        # also append the table to BENCHMARKS.md
 
+Install what it runs first: `bash scripts/install-test-deps.sh --bench` (the
+test packages, plus ipxe-qemu for the option ROM of QEMU's virtio-net card).
+
 Every figure is the median of the runs; the ratio is kvmpy / QEMU (lower is
 better, 1.0 = as fast as QEMU). Machines here are noisy: compare ratios from
 one invocation, not absolute seconds across days.
@@ -51,10 +54,12 @@ from tests.functional.guest_session import (  # noqa: E402
     QemuSession,
 )
 from tests.guests.build import GUESTS, build_all  # noqa: E402
+from tests.qemu_ref import NO_DEFAULT_DEVICES  # noqa: E402
 
 BUILD_DIR = REPO / "build" / "guests"
-QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64", "-nic", "none", "-nographic",
-        "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+QEMU = ["qemu-system-mipsel", "-M", "malta", "-cpu", "P5600", "-m", "64",
+        *(word for option in NO_DEFAULT_DEVICES for word in option),
+        "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
 KVMPY = [sys.executable, "-m", "kvmpy.vmm.cli", "run", "--machine", "malta", "-m", "64",
          "--mode", "vz", "--no-reboot", "--serial", "stdio", "--stats"]
 

@@ -2,9 +2,18 @@
 # Install the Debian packages the tests need: the mipsel cross toolchain
 # (to build tests/guests), qemu-system-mipsel (the reference the guests
 # are compared against), e2fsprogs (ext2 images for the virtio-blk tests),
-# passt (user-mode networking for the virtio-net test) and iproute2 (the
-# TAP test's network namespace). Also registers the mipsel dpkg
+# passt (user-mode networking for the virtio-net test), iproute2 (the
+# TAP test's network namespace) and strace (scripts/check-clean-install.sh
+# watches which files QEMU opens). Also registers the mipsel dpkg
 # architecture for later use (mipsel Debian packages, e.g. a Malta kernel).
+#
+# Every package anything in the suite runs or opens must be named here or be
+# a Depends of one named here: a Recommends that happens to be installed is
+# how a fresh machine once failed (scripts/check-clean-install.sh checks).
+# No QEMU the tests start has a NIC, so ipxe-qemu (the NIC option ROMs) is
+# not needed; `--bench` adds it, for benchmarks/run.py's virtio-net run.
+#
+# `--list` prints the package names and exits (with `--bench` first, those too).
 #
 # Idempotent and fast when everything is present: apt is not touched at
 # all then. Needs root (or password-less sudo) only when something is
@@ -18,8 +27,18 @@ PACKAGES=(
     iproute2
     passt
     qemu-system-mips
+    strace
 )
 FOREIGN_ARCH=mipsel
+
+if [[ ${1:-} == --bench ]]; then
+    PACKAGES+=(ipxe-qemu)
+    shift
+fi
+if [[ ${1:-} == --list ]]; then
+    printf '%s\n' "${PACKAGES[@]}"
+    exit 0
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -71,7 +90,7 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 # e2fsprogs installs into /usr/sbin, which a non-root PATH may lack.
-for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip; do
+for tool in mipsel-linux-gnu-gcc mipsel-linux-gnu-as qemu-system-mipsel mke2fs debugfs e2fsck passt ip strace; do
     if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool not on PATH after install" >&2
         exit 1

@@ -52,6 +52,10 @@ import tempfile
 from pathlib import Path
 
 QEMU = "qemu-system-mipsel"
+# Malta's default NIC (pcnet) and VGA (Cirrus) load option ROMs that only
+# Recommends of qemu-system-mips install (ipxe-qemu, seabios); no test looks
+# at either, and scripts/check-clean-install.py checks nothing else is opened.
+NO_DEFAULT_DEVICES = (("-nic", "none"), ("-vga", "none"))
 DEFAULT_CPU = "P5600"
 MEMORY_MIB = 256
 
@@ -93,8 +97,7 @@ def qemu_command(
         ("-serial", "stdio"),
         ("-monitor", "none"),
         ("-parallel", "none"),
-        # no default NIC: its option ROM (ipxe-qemu) is not installed, and no guest here uses one
-        ("-nic", "none"),
+        *NO_DEFAULT_DEVICES,
     ]
     if icount:
         options.append(ICOUNT_OPTIONS)
@@ -194,3 +197,31 @@ def count_instructions(elf: Path, timeout_s: float = 300, cpu: str = DEFAULT_CPU
             while chunk := fh.read(1 << 24):
                 count += len(_TRACE_LINE.findall(chunk))
         return count
+
+
+def malta_session_argv(
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    cpu: str = "24Kc",
+    mem_size_mib: int = 256,
+    drives: tuple[Path, ...] = (),
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The QEMU command line of a Linux session on Malta (tests/functional/guest_session.py).
+
+    A run about networking brings its own `-netdev` and NIC; every other run
+    gets no NIC at all.
+    """
+    disks: list[str] = []
+    for i, path in enumerate(drives):
+        disks += ["-drive", f"file={path},if=none,id=d{i},format=raw"]
+        disks += ["-device", f"virtio-blk-pci,drive=d{i}"]
+    defaults = [word for option in NO_DEFAULT_DEVICES for word in option]
+    if "-netdev" in extra:
+        defaults = ["-vga", "none"]
+    return [
+        QEMU, "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib), *defaults,
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+        "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks, *extra,
+    ]

@@ -25,6 +25,7 @@ from kvmpy.kvm import JitSettings
 from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
 from kvmpy.vmm.runner import RunOutcome
 from kvmpy.vmm.serial import BufferSerial
+from tests.qemu_ref import malta_session_argv
 
 PROMPT = b"kvmpy# "
 CURSOR_QUERY = b"\x1b[6n"
@@ -155,18 +156,8 @@ class ProcessSession(GuestSession):
 class QemuSession(ProcessSession):
     def __init__(self, kernel: Path, initrd: Path, cpu: str = "24Kc", mem_size_mib: int = 256,
                  drives: Sequence[Path] = (), extra_args: Sequence[str] = ()) -> None:
-        disks: list[str] = []
-        for i, path in enumerate(drives):
-            disks += ["-drive", f"file={path},if=none,id=d{i},format=raw",
-                      "-device", f"virtio-blk-pci,drive=d{i}"]
-        # Malta's default NIC (pcnet) would load an option ROM; only a run about
-        # networking (its own -netdev) wants a NIC, and names it itself.
-        nic = [] if "-netdev" in extra_args else ["-nic", "none"]
-        super().__init__([
-            "qemu-system-mipsel", "-M", "malta", "-cpu", cpu, "-m", str(mem_size_mib), *nic,
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
-            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks, *extra_args,
-        ])
+        super().__init__(malta_session_argv(
+            kernel, initrd, APPEND, cpu, mem_size_mib, tuple(drives), tuple(extra_args)))
 
 
 class KvmpyCommandSession(ProcessSession):
