@@ -99,11 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory",
         type=_memory_mib,
         metavar="MiB",
-        help="RAM size in MiB (default and range: the board's; malta 1..256, default 256)",
+        help="RAM size in MiB (default and limits: the board's)",
     )
     run.add_argument(
-        "--mode", help="hypervisor mode, one the board offers (malta: vz, hardware-assisted, default; "
-        "te, trap and emulate)"
+        "--mode", help="hypervisor mode, one the board offers (MIPS: vz, hardware-assisted; te, trap and "
+        "emulate; default: the board's first)"
     )
     run.add_argument(
         "--no-dyntrans", action="store_true",
@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--console",
-        help="where --serial connects, one the board offers (malta: the 16550 UART ttyS0, default, "
-        "or virtio-console hvc0)",
+        help="where --serial connects, one the board offers: a UART (ttyS0) or virtio-console (hvc0); "
+        "default: the board's first",
     )
     run.add_argument(
         "--device",

@@ -17,7 +17,7 @@ import pytest
 from kvmpy.kvm import JitSettings
 from kvmpy.vmm import cli
 from kvmpy.vmm.errors import VmmError
-from kvmpy.vmm.machines.base import MachineConfig
+from kvmpy.vmm.machines.base import MachineConfig, MemoryLimits
 from kvmpy.vmm.machines.malta import Malta
 
 REPO = Path(__file__).resolve().parents[2]
@@ -418,3 +418,33 @@ def test_jit_switches_reach_the_machine(
         assert (status, err) == (0, "")
         config = fake.configs[-1]
         assert (config.jit.enabled, config.jit.threshold) == (enabled, threshold)
+
+
+# ---------------------------------------------------------------------- the machine registry
+def test_registry_finds_the_malta_and_refuses_unknown_boards() -> None:
+    from kvmpy.vmm.machines import find_machine, machine_names
+    from kvmpy.vmm.machines.base import MachineConfigError
+
+    assert "malta" in machine_names()
+    board = find_machine("malta")
+    assert board is Malta and board.arch == "mips"
+    assert (board.memory.min_mib, board.memory.max_mib, board.memory.default_mib) == (1, 256, 256)
+    with pytest.raises(MachineConfigError, match="'pc'"):
+        find_machine("pc")
+
+
+def test_limits_in_messages_come_from_the_board(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
+) -> None:
+    fake = FakeMachine()
+
+    class Bigger(fake.board):  # type: ignore[name-defined,misc]
+        memory = MemoryLimits(min_mib=16, max_mib=1024, default_mib=512)
+
+    monkeypatch.setattr(cli, "find_machine", lambda name: Bigger)
+    status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "-m", "8", "--serial", "none")
+    assert status == 2
+    assert_one_error_line(err, "8 MiB", "16..1024")
+    assert run_main(capsys, "run", "--kernel", str(kernel), "-m", "1G", "--serial", "none")[0] == 0
+    assert run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none")[0] == 0
+    assert [c.mem_size_mib for c in fake.configs] == [1024, 512]
