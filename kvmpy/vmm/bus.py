@@ -212,7 +212,7 @@ class Bus:
             target.load(addr - m.base + m.offset, data)
             return
         try:
-            value = m.device.read(addr - m.base + m.offset, size) & (_MASKS.get(size) or _mask(size))  # type: ignore[union-attr]
+            value = m.device.read(addr - m.base + m.offset, size) & (_MASKS.get(size) or _mask(size))
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
             self._record_fault(DeviceFault(m.name, addr, False, exc, self.space))
             value = 0
@@ -232,7 +232,7 @@ class Bus:
             target.store(addr - m.base + m.offset, data)
             return
         try:
-            m.device.write(addr - m.base + m.offset, len(data), int.from_bytes(data, m.byteorder))  # type: ignore[union-attr]
+            m.device.write(addr - m.base + m.offset, len(data), int.from_bytes(data, m.byteorder))
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
             self._record_fault(DeviceFault(m.name, addr, True, exc, self.space))
 
@@ -248,7 +248,7 @@ class Bus:
         if m.target_bus is not None:
             return m.target_bus.read(addr - m.base + m.offset, size)
         try:
-            return m.device.read(addr - m.base + m.offset, size) & _mask(size)  # type: ignore[union-attr]
+            return m.device.read(addr - m.base + m.offset, size) & _mask(size)
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
             self._record_fault(DeviceFault(m.name, addr, False, exc, self.space))
             return 0
@@ -265,7 +265,7 @@ class Bus:
             m.target_bus.write(addr - m.base + m.offset, size, value)
             return
         try:
-            m.device.write(addr - m.base + m.offset, size, value & _mask(size))  # type: ignore[union-attr]
+            m.device.write(addr - m.base + m.offset, size, value & _mask(size))
         except Exception as exc:  # noqa: BLE001 - any device bug stops the VM, see module doc
             self._record_fault(DeviceFault(m.name, addr, True, exc, self.space))
 

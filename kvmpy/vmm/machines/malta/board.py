@@ -97,7 +97,7 @@ from kvmpy.vmm.machines.malta.piix4_pci import (
     Piix4Usb,
 )
 from kvmpy.vmm.machines.malta.yamon import ENTRY_CP0_STATUS, write_yamon_boot_args
-from kvmpy.vmm.net.backends import parse_netdev
+from kvmpy.vmm.net import parse_netdev
 from kvmpy.vmm.pci import BusBarMapper, PciBus, devfn
 from kvmpy.vmm.runner import StopReason
 from kvmpy.vmm.serial import NullSerial
