@@ -49,7 +49,7 @@ TOOLS = {
     "mke2fs": "tests/conftest.py (ext2 images)",
     "debugfs": "tests/conftest.py (ext2 images)",
     "e2fsck": "tests/functional/test_virtio.py",
-    "passt": "kvmpy/vmm/net_backends.py (--netdev passt)",
+    "passt": "kvmpy/vmm/net/passt.py (--netdev passt)",
     "ip": "tests/functional/test_virtio.py (TAP in a network namespace)",
     "apt-get": "kvmpy/vmm/images/debian.py (fetches the Malta kernel and busybox)",
     "apt-cache": "kvmpy/vmm/images/debian.py",

@@ -14,6 +14,7 @@ import mmap
 import threading
 from collections.abc import Mapping
 
+from kvmpy.arch.mips.uapi import VmType
 from kvmpy.kvm import (
     HaltExit,
     InternalErrorExit,
@@ -23,7 +24,6 @@ from kvmpy.kvm import (
     ResetExit,
     ShutdownExit,
     Vcpu,
-    VmType,
 )
 from kvmpy.vmm.gdbstub import (
     DebugExit,

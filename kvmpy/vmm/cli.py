@@ -1,8 +1,12 @@
 """The `kvmpy` command: run a guest kernel on a virtual board.
 
-    kvmpy run --kernel vmlinux [--initrd initrd.gz] [--append "console=ttyS0"]
-              [-m 256] [--mode vz] [--serial stdio] [--stats] [--max-seconds S]
-              [--no-reboot]
+    kvmpy run [--machine malta] --kernel vmlinux [--initrd initrd.gz]
+              [--append "console=ttyS0"] [-m 256] [--mode vz] [--serial stdio]
+              [--stats] [--max-seconds S] [--no-reboot]
+
+The boards come from the registry in `kvmpy.vmm.machines`; each declares its
+memory limits, modes, consoles and kernel format, which this module only
+reads (it names no board).
 
 Exit status: the run's (0 when the guest powered off or reset, 124 when
 --max-seconds expired, 1 when the VM stopped on an error), 2 for a command
@@ -24,17 +28,15 @@ from typing import NoReturn
 
 from kvmpy.kvm import JitSettings
 from kvmpy.vmm.errors import VmmError
-from kvmpy.vmm.loader.elf import InitrdError, inspect_elf_kernel
+from kvmpy.vmm.loader.elf import InitrdError
+from kvmpy.vmm.machines import DEFAULT_MACHINE, find_machine, machine_names
+from kvmpy.vmm.machines.base import DriveSpec, Machine, MachineConfig, MachineConfigError, NetSpec
 from kvmpy.vmm.serial import SPEC_HELP, SerialBackend, open_serial, parse_serial_spec
 
 PROG = "kvmpy"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-# The Malta's low memory window (GPA 0..256 MiB); RAM above it is not mapped yet.
-MAX_MEMORY_MIB = 256
-DEFAULT_MEMORY_MIB = 256
-MODES = ("vz", "te")
 
 
 class UsageError(Exception):
@@ -80,10 +82,15 @@ def _jit_threshold(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="KVM written in Python: run a MIPS Malta guest.")
+    parser = _Parser(prog=PROG, description="KVM written in Python: run a guest kernel on a virtual board.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="boot a kernel on a virtual board", description="Boot a kernel.")
-    run.add_argument("--machine", choices=("malta",), default="malta", help="board (default: malta)")
+    run.add_argument(
+        "--machine",
+        choices=machine_names(),
+        default=DEFAULT_MACHINE,
+        help=f"board (default: {DEFAULT_MACHINE})",
+    )
     run.add_argument("--kernel", type=Path, required=True, metavar="K", help="kernel ELF (vmlinux/vmlinuz)")
     run.add_argument("--initrd", type=Path, metavar="I", help="initial ramdisk")
     run.add_argument("--append", default="", metavar="CMDLINE", help="kernel command line")
@@ -91,12 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--memory",
         type=_memory_mib,
-        default=DEFAULT_MEMORY_MIB,
         metavar="MiB",
-        help=f"RAM size in MiB, 1..{MAX_MEMORY_MIB} (default: {DEFAULT_MEMORY_MIB})",
+        help="RAM size in MiB (default and limits: the board's)",
     )
     run.add_argument(
-        "--mode", choices=MODES, default="vz", help="vz (hardware-assisted, default) or te (trap and emulate)"
+        "--mode", help="hypervisor mode, one the board offers (MIPS: vz, hardware-assisted; te, trap and "
+        "emulate; default: the board's first)"
     )
     run.add_argument(
         "--no-dyntrans", action="store_true",
@@ -127,9 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--console",
-        choices=("ttyS0", "hvc0"),
-        default="ttyS0",
-        help="where --serial connects: the 16550 UART (ttyS0, default) or virtio-console (hvc0)",
+        help="where --serial connects, one the board offers: a UART (ttyS0) or virtio-console (hvc0); "
+        "default: the board's first",
     )
     run.add_argument(
         "--device",
@@ -153,21 +159,31 @@ def _error(message: str, status: int) -> int:
     return status
 
 
-def _validate(args: argparse.Namespace) -> None:
-    """Checks that need no file access; raise UsageError."""
-    if not 1 <= args.memory <= MAX_MEMORY_MIB:
-        raise UsageError(
-            f"-m/--memory {args.memory} MiB is out of range: the Malta maps 1..{MAX_MEMORY_MIB} MiB"
-        )
+def _validate(args: argparse.Namespace) -> type[Machine]:
+    """Checks that need no file access; return the board class, raise UsageError."""
+    try:
+        machine = find_machine(args.machine)
+    except MachineConfigError as exc:
+        raise UsageError(str(exc)) from None
+    # the board's defaults for what the command line leaves out
+    if args.memory is None:
+        args.memory = machine.memory.default_mib
+    args.mode = args.mode or machine.modes[0]
+    args.console = args.console or machine.consoles[0]
+    try:
+        machine.check_config(args.memory, args.mode, args.console)
+    except MachineConfigError as exc:
+        raise UsageError(str(exc)) from None
     try:
         parse_serial_spec(args.serial)
     except ValueError as exc:
         raise UsageError(f"--serial: {exc}") from None
+    return machine
 
 
-def _check_files(args: argparse.Namespace) -> None:
+def _check_files(args: argparse.Namespace, machine: type[Machine]) -> None:
     """Check the images before the terminal goes raw; raise VmmError."""
-    inspect_elf_kernel(args.kernel)
+    machine.check_kernel(args.kernel)
     if args.initrd is not None:
         if not args.initrd.exists():
             raise InitrdError(f"initrd {args.initrd}: no such file")
@@ -177,13 +193,8 @@ def _check_files(args: argparse.Namespace) -> None:
             raise InitrdError(f"initrd {args.initrd}: cannot read: permission denied")
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
-        from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
-    except ImportError as exc:
-        return _error(f"machine {args.machine} is not available: {exc}", EXIT_ERROR)
-
-    machine: Malta | None = None
+def _run(args: argparse.Namespace, machine_class: type[Machine]) -> int:
+    machine: Machine | None = None
     quit_requested = threading.Event()
 
     def on_quit() -> None:
@@ -194,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
 
     serial: SerialBackend = open_serial(args.serial, on_quit)
     try:
-        config = MaltaConfig(
+        config = MachineConfig(
             kernel=args.kernel,
             initrd=args.initrd,
             append=args.append,
@@ -208,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
             console=args.console,
             netdevs=tuple(NetSpec.parse(n, i) for i, n in enumerate(args.netdev)),
         )
-        machine = Malta(config, serial)
+        machine = machine_class(config, serial)
         outcome = machine.run(max_seconds=args.max_seconds)
     except KeyboardInterrupt:
         if quit_requested.is_set():
@@ -231,14 +242,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError("no command given (try: kvmpy run --kernel vmlinux)")
-        _validate(args)
+        machine_class = _validate(args)
     except UsageError as exc:
         return _error(str(exc), EXIT_USAGE)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     try:
-        _check_files(args)
-        return _run(args)
+        _check_files(args, machine_class)
+        return _run(args, machine_class)
     except VmmError as exc:
         return _error(str(exc), EXIT_ERROR)
     except KeyboardInterrupt:

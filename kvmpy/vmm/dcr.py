@@ -69,7 +69,7 @@ class DcrBus:
     """
 
     def __init__(self) -> None:
-        self._bus = Bus()
+        self._bus = Bus("dcr")
         self.unassigned = 0
 
     @property

@@ -13,10 +13,11 @@ The model is the part of PCI that a guest's enumeration and drivers see:
   through a board-supplied `route_intx(devfn, pin) -> IrqLine`, and tells
   the board when a BAR starts or stops decoding an address
   (`on_bar_change(device, bar_index, old_addr, new_addr)`).
-- `BusBarMapper` is a ready-made `on_bar_change` for boards whose PCI I/O and
-  memory spaces are plain windows in guest physical space (Malta: I/O port p
-  at GPA 0x18000000 + p, memory address a at GPA a): it adds and removes the
-  BAR's `region` (a `BusDevice`) on the VMM's MMIO `Bus`.
+- `BusBarMapper` is a ready-made `on_bar_change`: it adds and removes the
+  BAR's `region` (a `BusDevice`) on the board's port-I/O `Bus` (I/O BARs, by
+  port) or MMIO `Bus` (memory BARs, at a fixed offset from the PCI address;
+  the Malta's is 0). How the CPU reaches port I/O is the board's business
+  (the Malta's host bridge maps a window of its MMIO space onto the port bus).
 
 Configuration space is little-endian (PCI): `config_read(reg, 2)` returns
 `config[reg] | config[reg + 1] << 8`. Accesses never cross a dword.
@@ -571,37 +572,33 @@ class PciBus:
 
 
 class BusBarMapper:
-    """An `on_bar_change` that maps BAR regions onto the VMM's MMIO bus.
+    """An `on_bar_change` that maps BAR regions onto the board's buses.
 
-    I/O BARs appear at `io_gpa_base + port` (Malta: 0x18000000 + port),
-    memory BARs at `mem_gpa_offset + address` (Malta: the address itself).
-    BARs without a `region` are not mapped. A BAR that would overlap another
-    mapping is left unmapped with a warning: a guest's bad assignment must
-    not stop the VM.
+    I/O BARs appear on `pio` at their port, memory BARs on `mmio` at
+    `mem_gpa_offset + address`. BARs without a `region` are not mapped. A
+    BAR that would overlap another mapping is left unmapped with a warning:
+    a guest's bad assignment must not stop the VM.
     """
 
-    def __init__(self, bus: Bus, *, io_gpa_base: int, mem_gpa_offset: int = 0) -> None:
-        self.bus = bus
-        self.io_gpa_base = io_gpa_base
+    def __init__(self, mmio: Bus, pio: Bus, *, mem_gpa_offset: int = 0) -> None:
+        self.mmio = mmio
+        self.pio = pio
         self.mem_gpa_offset = mem_gpa_offset
 
     @staticmethod
     def mapping_name(device: PciDevice, bar_index: int) -> str:
         return f"pci{devfn_str(device.devfn or 0)}-bar{bar_index}"
 
-    def gpa(self, bar: PciBar, addr: int) -> int:
-        return (self.io_gpa_base if bar.is_io else self.mem_gpa_offset) + addr
-
     def __call__(self, device: PciDevice, bar_index: int, old_addr: int | None, new_addr: int | None) -> None:
         bar = device.bar(bar_index)
         if bar is None or bar.region is None:
             return
         name = self.mapping_name(device, bar_index)
+        bus, offset = (self.pio, 0) if bar.is_io else (self.mmio, self.mem_gpa_offset)
         if old_addr is not None:
-            self.bus.remove(name)
+            bus.remove(name)
         if new_addr is not None:
-            gpa = self.gpa(bar, new_addr)
             try:
-                self.bus.add(gpa, bar.size_bytes, bar.region, name)
+                bus.add(offset + new_addr, bar.size_bytes, bar.region, name)
             except BusError as exc:
                 log.warning("%s: BAR %d left unmapped: %s", device.name, bar_index, exc)

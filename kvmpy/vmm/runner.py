@@ -1,8 +1,13 @@
 """The VMM's vCPU loop: run, handle the exit, run again (QEMU's kvm_cpu_exec).
 
-This is the only place exits are interpreted. MMIO goes to the bus;
-hypercalls the hypervisor left to userspace are answered here; everything
-that ends a run becomes a `RunOutcome`.
+This is the only place generic exits are interpreted: MMIO goes to the MMIO
+bus and port I/O to the port-I/O bus, both as the bytes the exit carries;
+hypercalls the hypervisor left to userspace are answered here; every exit
+that ends a run becomes a `RunOutcome`. Any other exit is an architecture's
+own (a DCR access on BookE, a PAPR hypercall on POWER): it goes to the
+machine's `ArchExitHandler`, and one that nobody handles stops the VM with
+INTERNAL_ERROR. A device that raised (recorded by a bus as a `DeviceFault`)
+stops the VM with DEVICE_FAULT once the exit is handled.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from kvmpy.kvm import (
     Vcpu,
 )
 from kvmpy.vmm.bus import Bus
+
+ArchExitHandler = Callable[[object], bool]
+"""`handle(exit) -> handled`: a machine's handler for the exits the runner does not know.
+
+It completes the exit (fills its answer fields) and returns True, or returns
+False for an exit it does not know either (the run then stops with
+INTERNAL_ERROR). It may call `StopControl.request` to end the run.
+"""
 
 
 class StopReason(Enum):
@@ -81,16 +94,19 @@ class StopControl:
 
 def run_vcpu(
     vcpu: Vcpu,
-    bus: Bus,
+    mmio: Bus,
+    pio: Bus,
     stop: StopControl,
     max_seconds: float | None = None,
     service: Callable[[], None] | None = None,
+    arch_exit: ArchExitHandler | None = None,
 ) -> RunOutcome:
     """Run one vCPU until the guest or the user ends the run.
 
     `service`, if given, runs on this (the vCPU's) thread after every exit:
     the place where devices fed by other threads move their input into guest
-    memory. Such devices kick the vCPU to get there promptly.
+    memory. Such devices kick the vCPU to get there promptly. `arch_exit`
+    handles the exits that are not generic (see `ArchExitHandler`).
     """
     start = time.monotonic()
     timer: threading.Timer | None = None
@@ -106,34 +122,51 @@ def run_vcpu(
     try:
         while True:
             exit_ = vcpu.run()
-            match exit_:
-                case MmioExit(is_write=True):
-                    bus.write(exit_.phys_addr, exit_.length, int.from_bytes(exit_.data, "little"))
-                case MmioExit():
-                    value = bus.read(exit_.phys_addr, exit_.length)
-                    exit_.data[:] = value.to_bytes(exit_.length, "little")
-                case HypercallExit():
-                    pass  # no paravirtual services are offered: the guest gets -KVM_ENOSYS
-                case ShutdownExit():
-                    stop.request(StopReason.SHUTDOWN, exit_.why)
-                case ResetExit():
-                    stop.request(StopReason.RESET, exit_.why)
-                case HaltExit():
-                    stop.request(
-                        StopReason.HALTED, f"guest waits with all interrupts masked at {exit_.pc:#010x}"
-                    )
-                case InternalErrorExit():
-                    stop.request(StopReason.INTERNAL_ERROR, exit_.message)
-                case DebugExit():
-                    stop.request(StopReason.DEBUG, f"breakpoint at {exit_.pc:#010x}")
-                case InterruptedExit() | IoExit():
-                    pass
+            # MMIO first and without `match`: it is most of the exits of a boot (RTC polling).
+            if type(exit_) is MmioExit:
+                if exit_.is_write:
+                    mmio.store(exit_.phys_addr, exit_.data)
+                else:
+                    mmio.load(exit_.phys_addr, exit_.data)
+            else:
+                _handle_other(exit_, pio, stop, arch_exit)
             if service is not None:
                 service()
-            if bus.fault is not None:
-                stop.request(StopReason.DEVICE_FAULT, str(bus.fault))
+            fault = mmio.fault or pio.fault
+            if fault is not None:
+                stop.request(StopReason.DEVICE_FAULT, str(fault))
             if stop.reason is not None:
                 return RunOutcome(stop.reason, stop.detail, time.monotonic() - start)
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def _handle_other(exit_: object, pio: Bus, stop: StopControl, arch_exit: ArchExitHandler | None) -> None:
+    match exit_:
+        case IoExit(is_write=True):
+            pio.store(exit_.port, exit_.data[: exit_.size])
+        case IoExit():
+            data = bytearray(exit_.size)
+            pio.load(exit_.port, data)
+            exit_.data[: exit_.size] = data
+        case HypercallExit():
+            pass  # no paravirtual services are offered: the guest gets -KVM_ENOSYS
+        case ShutdownExit():
+            stop.request(StopReason.SHUTDOWN, exit_.why)
+        case ResetExit():
+            stop.request(StopReason.RESET, exit_.why)
+        case HaltExit():
+            stop.request(StopReason.HALTED, f"guest waits with all interrupts masked at {exit_.pc:#010x}")
+        case InternalErrorExit():
+            stop.request(StopReason.INTERNAL_ERROR, exit_.message)
+        case DebugExit():
+            stop.request(StopReason.DEBUG, f"breakpoint at {exit_.pc:#010x}")
+        case InterruptedExit():
+            pass
+        case _:
+            if arch_exit is None or not arch_exit(exit_):
+                reason = getattr(exit_, "reason", None)
+                name = getattr(reason, "value", None) or type(exit_).__name__
+                why = f"unhandled exit {name}: neither the VMM nor the machine handles it"
+                stop.request(StopReason.INTERNAL_ERROR, why)

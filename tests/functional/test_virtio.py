@@ -15,7 +15,7 @@ import pytest
 
 from kvmpy.vmm.images.debian import prepare
 from kvmpy.vmm.machines.malta import DriveSpec, NetSpec
-from kvmpy.vmm.net_backends import PasstNetBackend
+from kvmpy.vmm.net import PasstNetBackend
 from kvmpy.vmm.runner import StopReason
 from kvmpy.vmm.virtio.blk import VirtioBlk
 from tests.conftest import host_tool

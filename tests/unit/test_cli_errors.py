@@ -9,7 +9,6 @@ import subprocess
 import sys
 import termios
 import time
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import pytest
 from kvmpy.kvm import JitSettings
 from kvmpy.vmm import cli
 from kvmpy.vmm.errors import VmmError
-from kvmpy.vmm.machines.malta import DriveSpec, NetSpec
+from kvmpy.vmm.machines.base import MachineConfig, MemoryLimits
+from kvmpy.vmm.machines.malta import Malta
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,8 @@ def assert_one_error_line(err: str, *words: str) -> None:
         (["-m", "257"], ["257 MiB"]),
         (["-m", "1G"], ["1024 MiB"]),
         (["-m", "lots"], ["invalid memory size"]),
-        (["--mode", "pv"], ["invalid choice"]),
+        (["--mode", "pv"], ["'pv'", "vz, te"]),
+        (["--console", "ttyS9"], ["'ttyS9'", "ttyS0 or hvc0"]),
         (["--serial", "bogus"], ["--serial", "bogus"]),
         (["--serial", "tcp:localhost:http"], ["port"]),
         (["--serial", "file:"], ["path"]),
@@ -133,7 +134,7 @@ def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
         (b"MZ\x90\x00 not a kernel", ["not an ELF"]),
         (make_elf(SPIN, elf_class=2), ["64-bit kernel", "5kc"]),
         (make_elf(SPIN, data=2), ["big-endian"]),
-        (make_elf(SPIN, machine=62), ["not a MIPS kernel", "EM_X86_64"]),
+        (make_elf(SPIN, machine=62), ["not a MIPS kernel", "EM_X86_64", "malta (mips"]),
         (make_elf(SPIN, vaddr=0xC0000000), ["kseg2"]),
     ],
     ids=["missing", "not-elf", "64bit", "big-endian", "x86", "kseg2"],
@@ -218,61 +219,46 @@ class FakeOutcome:
         return self.text
 
 
-class FakeMachineModule:
-    """Stands in for kvmpy.vmm.machines.malta to test how the CLI drives a machine."""
+class FakeMachine:
+    """Stands in for the Malta in the registry to test how the CLI drives a board.
+
+    Its class keeps the Malta's declared facts (limits, modes, kernel check);
+    building and running are recorded instead of done.
+    """
 
     def __init__(self, *, fail: Exception | None = None, outcome: FakeOutcome | None = None) -> None:
         self.fail = fail
         self.outcome = outcome or FakeOutcome(0, "shutdown")
-        self.configs: list[object] = []
+        self.configs: list[MachineConfig] = []
         self.runs: list[float | None] = []
         self.serials: list[object] = []
         fake = self
 
-        @dataclass(frozen=True)
-        class MaltaConfig:
-            kernel: Path
-            initrd: Path | None
-            append: str
-            mem_size_mib: int
-            mode: str
-            no_reboot: bool
-            te_dyntrans: bool = True
-            drives: tuple[object, ...] = ()
-            virtio_rng: bool = False
-            console: str = "ttyS0"
-            netdevs: tuple[object, ...] = ()
-            jit: JitSettings = JitSettings()
-
-        class Malta:
-            def __init__(self, config: MaltaConfig, serial: object) -> None:
+        class Board(Malta):
+            def __init__(self, config: MachineConfig, serial: object) -> None:  # no super(): nothing is built
                 fake.configs.append(config)
                 fake.serials.append(serial)
                 if fake.fail is not None:
                     raise fake.fail
 
-            def run(self, max_seconds: float | None = None) -> FakeOutcome:
+            def run(self, max_seconds: float | None = None) -> FakeOutcome:  # type: ignore[override]
                 fake.runs.append(max_seconds)
                 return fake.outcome
 
             def stats_report(self) -> str:
                 return "exit mmio: 42\nexit halt: 1"
 
-        self.module = types.ModuleType("kvmpy.vmm.machines.malta")
-        self.module.Malta = Malta  # type: ignore[attr-defined]
-        self.module.MaltaConfig = MaltaConfig  # type: ignore[attr-defined]
-        self.module.DriveSpec = DriveSpec  # type: ignore[attr-defined]
-        self.module.NetSpec = NetSpec  # type: ignore[attr-defined]
+        self.board = Board
 
 
-def install(monkeypatch: pytest.MonkeyPatch, fake: FakeMachineModule) -> None:
-    monkeypatch.setitem(sys.modules, "kvmpy.vmm.machines.malta", fake.module)
+def install(monkeypatch: pytest.MonkeyPatch, fake: FakeMachine) -> None:
+    monkeypatch.setattr(cli, "find_machine", lambda name: fake.board)
 
 
 def test_arguments_reach_the_machine(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path, tmp_path: Path
 ) -> None:
-    fake = FakeMachineModule()
+    fake = FakeMachine()
     install(monkeypatch, fake)
     initrd = tmp_path / "initrd"
     initrd.write_bytes(b"\x1f\x8b")
@@ -289,19 +275,20 @@ def test_arguments_reach_the_machine(
     )  # fmt: skip
     assert (status, out, err) == (0, "", "")
     (config,) = fake.configs
-    assert config == fake.module.MaltaConfig(  # type: ignore[attr-defined]
+    assert config == MachineConfig(
         kernel=kernel,
         initrd=initrd,
         append="console=ttyS0 quiet",
         mem_size_mib=128,
         mode="vz",
+        console="ttyS0",
         no_reboot=True,
     )
     assert fake.runs == [2.5]
 
 
 def test_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path) -> None:
-    fake = FakeMachineModule()
+    fake = FakeMachine()
     install(monkeypatch, fake)
     assert run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none")[0] == 0
     (config,) = fake.configs
@@ -318,7 +305,7 @@ def test_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
 def test_machine_error_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
 ) -> None:
-    install(monkeypatch, FakeMachineModule(fail=VmmError("kernel segment does not fit in 16 MiB of RAM")))
+    install(monkeypatch, FakeMachine(fail=VmmError("kernel segment does not fit in 16 MiB of RAM")))
     status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none")
     assert status == 1
     assert_one_error_line(err, "does not fit")
@@ -327,7 +314,7 @@ def test_machine_error_is_one_line(
 def test_unexpected_exception_is_one_line_unless_asked(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
 ) -> None:
-    install(monkeypatch, FakeMachineModule(fail=KeyError("oops")))
+    install(monkeypatch, FakeMachine(fail=KeyError("oops")))
     monkeypatch.delenv("KVMPY_TRACEBACK", raising=False)
     status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none")
     assert status == 1
@@ -340,7 +327,7 @@ def test_unexpected_exception_is_one_line_unless_asked(
 def test_timeout_status_and_stats(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
 ) -> None:
-    install(monkeypatch, FakeMachineModule(outcome=FakeOutcome(124, "timeout: stopped after 1 s")))
+    install(monkeypatch, FakeMachine(outcome=FakeOutcome(124, "timeout: stopped after 1 s")))
     status, out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none", "--stats")
     assert status == 124
     assert out == ""
@@ -350,7 +337,7 @@ def test_timeout_status_and_stats(
 def test_serial_is_closed_even_when_the_machine_fails(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path, tmp_path: Path
 ) -> None:
-    fake = FakeMachineModule(fail=VmmError("nope"))
+    fake = FakeMachine(fail=VmmError("nope"))
     install(monkeypatch, fake)
     log = tmp_path / "console.log"
     assert run_main(capsys, "run", "--kernel", str(kernel), "--serial", f"file:{log}")[0] == 1
@@ -410,7 +397,7 @@ def test_ctrl_a_x_on_a_terminal_quits_cleanly_and_restores_it(tmp_path: Path) ->
 def test_te_mode_and_dyntrans_switch_reach_the_machine(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
 ) -> None:
-    fake = FakeMachineModule()
+    fake = FakeMachine()
     install(monkeypatch, fake)
     status, out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none",
                                 "--mode", "te", "--no-dyntrans")
@@ -422,7 +409,7 @@ def test_te_mode_and_dyntrans_switch_reach_the_machine(
 def test_jit_switches_reach_the_machine(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
 ) -> None:
-    fake = FakeMachineModule()
+    fake = FakeMachine()
     install(monkeypatch, fake)
     for argv, enabled, threshold in (([], True, JitSettings().threshold),
                                      (["--jit-threshold", "7"], True, 7),
@@ -431,3 +418,33 @@ def test_jit_switches_reach_the_machine(
         assert (status, err) == (0, "")
         config = fake.configs[-1]
         assert (config.jit.enabled, config.jit.threshold) == (enabled, threshold)
+
+
+# ---------------------------------------------------------------------- the machine registry
+def test_registry_finds_the_malta_and_refuses_unknown_boards() -> None:
+    from kvmpy.vmm.machines import find_machine, machine_names
+    from kvmpy.vmm.machines.base import MachineConfigError
+
+    assert "malta" in machine_names()
+    board = find_machine("malta")
+    assert board is Malta and board.arch == "mips"
+    assert (board.memory.min_mib, board.memory.max_mib, board.memory.default_mib) == (1, 256, 256)
+    with pytest.raises(MachineConfigError, match="'pc'"):
+        find_machine("pc")
+
+
+def test_limits_in_messages_come_from_the_board(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
+) -> None:
+    fake = FakeMachine()
+
+    class Bigger(fake.board):  # type: ignore[name-defined,misc]
+        memory = MemoryLimits(min_mib=16, max_mib=1024, default_mib=512)
+
+    monkeypatch.setattr(cli, "find_machine", lambda name: Bigger)
+    status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "-m", "8", "--serial", "none")
+    assert status == 2
+    assert_one_error_line(err, "8 MiB", "16..1024")
+    assert run_main(capsys, "run", "--kernel", str(kernel), "-m", "1G", "--serial", "none")[0] == 0
+    assert run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none")[0] == 0
+    assert [c.mem_size_mib for c in fake.configs] == [1024, 512]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from kvmpy.vmm.bus import Bus
-from kvmpy.vmm.devices.gt64120 import (
+from kvmpy.vmm.machines.malta.board import Piix4Functions, attach_piix4
+from kvmpy.vmm.machines.malta.gt64120 import (
     GT64120_ISD_GPA,
     GT64120_REGS_BYTES,
     INTRCAUSE_MASABORT0,
@@ -20,12 +21,7 @@ from kvmpy.vmm.devices.gt64120 import (
     GtWindow,
     GtWindows,
 )
-from kvmpy.vmm.devices.piix4_pci import (
-    PIIX4_DEVFN,
-    Piix4Functions,
-    attach_piix4,
-    malta_slot_pirq,
-)
+from kvmpy.vmm.machines.malta.piix4_pci import PIIX4_DEVFN, malta_slot_pirq
 from kvmpy.vmm.pci import BarKind, Cfg, Command, InterruptPin, PciBus, PciDevice, devfn
 from tests.unit.fakes import RecordingIrq as RecordingLine
 

@@ -286,7 +286,7 @@ def test_wide_access_and_control_port_reads(rig: Rig) -> None:
 
 
 def test_deadline_timer_thread_delivers_irq0() -> None:
-    from kvmpy.vmm.devices.piix4 import DeadlineTimer
+    from kvmpy.vmm.devices.timer import DeadlineTimer
 
     got = threading.Event()
 

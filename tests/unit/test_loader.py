@@ -21,7 +21,7 @@ from kvmpy.vmm.loader.elf import (
     load_elf_kernel,
     load_initrd,
 )
-from kvmpy.vmm.loader.yamon import (
+from kvmpy.vmm.machines.malta.yamon import (
     ENTRY_CP0_STATUS,
     BootArgsError,
     write_yamon_boot_args,

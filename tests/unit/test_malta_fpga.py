@@ -7,7 +7,9 @@ import logging
 import pytest
 
 from kvmpy.vmm.bus import Bus
-from kvmpy.vmm.devices.malta_fpga import (
+from kvmpy.vmm.devices.uart16550 import Uart16550
+from kvmpy.vmm.machines.malta.board import map_fpga
+from kvmpy.vmm.machines.malta.malta_fpga import (
     CBUS_UART_OFFSET,
     CBUS_UART_REG_SHIFT,
     FPGA_GPA,
@@ -17,7 +19,6 @@ from kvmpy.vmm.devices.malta_fpga import (
     MaltaFpga,
     MaltaRevision,
 )
-from kvmpy.vmm.devices.uart16550 import Uart16550
 from kvmpy.vmm.serial import BufferSerial
 
 ASCII_DISPLAY_POS_BASE = 0x418  # Linux's generic.h, relative to the FPGA base
@@ -80,8 +81,11 @@ def test_softres_0x42_requests_reset_other_values_do_not() -> None:
     assert calls == [1]
 
 
-def test_softres_without_callback_is_harmless(fpga: MaltaFpga) -> None:
-    fpga.write(FpgaReg.SOFTRES, 4, 0x42)
+def test_softres_without_callback_leaves_the_fpga_as_it_was(fpga: MaltaFpga) -> None:
+    fpga.write(FpgaReg.LEDBAR, 4, 0x5)
+    fpga.write(FpgaReg.SOFTRES, 4, 0x42)  # the board resets, not the FPGA by itself
+    assert fpga.leds == 0x5
+    assert fpga.read(FpgaReg.SOFTRES, 4) == 0  # write-only
 
 
 def test_read_only_registers_ignore_writes() -> None:
@@ -133,7 +137,7 @@ def test_reset_restores_state() -> None:
 
 
 def test_changes_are_logged_at_debug(fpga: MaltaFpga, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="kvmpy.vmm.devices.malta_fpga"):
+    with caplog.at_level(logging.DEBUG, logger="kvmpy.vmm.machines.malta.malta_fpga"):
         fpga.write(FpgaReg.LEDBAR, 4, 0x01)
         fpga.write(FpgaReg.LEDBAR, 4, 0x01)  # unchanged: not logged again
         fpga.write(FpgaReg.ASCIIWORD, 4, 0xCAFE)
@@ -141,26 +145,22 @@ def test_changes_are_logged_at_debug(fpga: MaltaFpga, caplog: pytest.LogCaptureF
     assert messages == ["fpga: LEDBAR |#       |", "fpga: display |0000CAFE|"]
 
 
-def test_windows_on_the_bus_leave_the_cbus_uart_hole() -> None:
+def test_board_maps_the_fpga_around_the_cbus_uart_hole() -> None:
     fpga = MaltaFpga()
     bus = Bus()
-    windows = fpga.windows()
-    for i, window in enumerate(windows):
-        bus.add(FPGA_GPA + window.offset, window.size_bytes, window.device, f"fpga{i}")
-    assert sum(w.size_bytes for w in windows) == FPGA_SIZE_BYTES - 0x100
-    bus.write(FPGA_GPA + FpgaReg.LEDBAR, 4, 0x81)
-    assert fpga.leds == 0x81
-    bus.write(FPGA_GPA + FpgaReg.GPOUT, 4, 0x5A)  # through the high window
-    assert fpga.gpout == 0x5A and bus.read(FPGA_GPA + FpgaReg.GPOUT, 4) == 0x5A
-    assert bus.read(FPGA_GPA + FpgaReg.I2CSEL, 4) == 1
-    assert bus.read(FPGA_GPA + CBUS_UART_OFFSET, 4) == 0xFFFFFFFF  # unassigned until the UART is mapped
-    assert bus.read(FPGA_GPA + FPGA_SIZE_BYTES, 4) == 0xFFFFFFFF  # the FPGA decodes 1 MiB
-    assert bus.read(FPGA_GPA + FPGA_SIZE_BYTES - 4, 4) == 0
-
     serial = BufferSerial()
     uart = Uart16550(serial, reg_shift=CBUS_UART_REG_SHIFT)
-    bus.add(FPGA_GPA + CBUS_UART_OFFSET, uart.window_size_bytes, uart, "cbus-uart")
-    assert bus.read(FPGA_GPA + CBUS_UART_OFFSET + (5 << 3), 4) == 0x60  # LSR
+    map_fpga(bus, fpga, uart)
+    fpga_bytes = sum(m.size for m in bus.mappings if m.device is fpga)
+    assert fpga_bytes == FPGA_SIZE_BYTES - 0x100
+    bus.write(FPGA_GPA + FpgaReg.LEDBAR, 4, 0x81)
+    assert fpga.leds == 0x81
+    bus.write(FPGA_GPA + FpgaReg.GPOUT, 4, 0x5A)  # through the high window, which adds its offset back
+    assert fpga.gpout == 0x5A and bus.read(FPGA_GPA + FpgaReg.GPOUT, 4) == 0x5A
+    assert bus.read(FPGA_GPA + FpgaReg.I2CSEL, 4) == 1
+    assert bus.read(FPGA_GPA + FPGA_SIZE_BYTES, 4) == 0xFFFFFFFF  # the FPGA decodes 1 MiB
+    assert bus.read(FPGA_GPA + FPGA_SIZE_BYTES - 4, 4) == 0
+    assert bus.read(FPGA_GPA + CBUS_UART_OFFSET + (5 << 3), 4) == 0x60  # LSR, in the hole
     bus.write(FPGA_GPA + CBUS_UART_OFFSET, 4, ord("C"))
     assert serial.output == b"C"
     assert bus.fault is None

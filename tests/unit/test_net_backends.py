@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmpy.vmm.net_backends import (
+from kvmpy.vmm.net import (
     MAX_FRAME_LEN,
     FrameParser,
     NetBackendError,
@@ -376,7 +376,7 @@ def test_passt_that_fails_to_start_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_passt_that_hangs_before_ready_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kvmpy.vmm.net_backends as nb
+    import kvmpy.vmm.net.passt as nb
 
     monkeypatch.setattr(nb, "PASST_START_TIMEOUT_S", 0.5)
     monkeypatch.setattr(nb, "PASST_EXIT_TIMEOUT_S", 0.5)

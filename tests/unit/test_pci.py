@@ -318,10 +318,11 @@ def test_function_without_pin_drives_nothing() -> None:
     assert routed == []
 
 
-# ---------------------------------------------------------------------- BAR mapping onto the MMIO bus
-def test_bus_bar_mapper_maps_regions_at_malta_addresses() -> None:
-    mmio = Bus()
-    bus = PciBus(on_bar_change=BusBarMapper(mmio, io_gpa_base=0x18000000))
+# ---------------------------------------------------------------------- BAR mapping onto the buses
+def test_bus_bar_mapper_maps_io_bars_by_port_and_memory_bars_by_address() -> None:
+    mmio, pio = Bus(), Bus("pio")
+    mmio.add(0x18000000, 0x200000, pio, "pci-io")  # the Malta's host bridge window
+    bus = PciBus(on_bar_change=BusBarMapper(mmio, pio))
     dev = make_device()
     io_regs, mem_regs = Registers(0x20), Registers(0x1000)
     dev.add_bar(0, 0x20, BarKind.IO, region=io_regs)
@@ -332,20 +333,22 @@ def test_bus_bar_mapper_maps_regions_at_malta_addresses() -> None:
     dev.config_write(Cfg.BAR0 + 4, 4, 0x12055000)
     dev.config_write(Cfg.BAR0 + 8, 4, 0x12056000)
     dev.config_write(Cfg.COMMAND, 2, Command.IO | Command.MEMORY)
-    mmio.write(0x18001084, 2, 0xBEEF)
+    pio.write(0x1084, 2, 0xBEEF)
     assert io_regs.read(4, 2) == 0xBEEF
+    mmio.write(0x18001086, 2, 0xCAFE)
+    assert io_regs.read(6, 2) == 0xCAFE
     mmio.write(0x12055010, 4, 0x12345678)
     assert mem_regs.read(0x10, 4) == 0x12345678
     assert mmio.find(0x12056000) is None
     dev.config_write(Cfg.COMMAND, 2, Command.MEMORY)
-    assert mmio.find(0x18001084) is None
+    assert pio.find(0x1084) is None
     assert mmio.find(0x12055010) is not None
 
 
 def test_bus_bar_mapper_leaves_overlapping_bar_unmapped(caplog: pytest.LogCaptureFixture) -> None:
-    mmio = Bus()
-    mmio.add(0x18001000, 0x100, Registers(0x100), "someone")
-    bus = PciBus(on_bar_change=BusBarMapper(mmio, io_gpa_base=0x18000000))
+    mmio, pio = Bus(), Bus("pio")
+    pio.add(0x1000, 0x100, Registers(0x100), "someone")
+    bus = PciBus(on_bar_change=BusBarMapper(mmio, pio))
     dev = make_device()
     dev.add_bar(0, 0x20, BarKind.IO, region=Registers(0x20))
     bus.attach(devfn(19), dev)
@@ -353,5 +356,5 @@ def test_bus_bar_mapper_leaves_overlapping_bar_unmapped(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING):
         dev.config_write(Cfg.COMMAND, 2, Command.IO)
     assert "left unmapped" in caplog.text
-    mapping = mmio.find(0x18001020)
+    mapping = pio.find(0x1020)
     assert mapping is not None and mapping.name == "someone"

@@ -10,18 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmpy.vmm.bus import Bus
-from kvmpy.vmm.devices.piix4 import (
+from kvmpy.vmm.devices.timer import DeadlineTimer
+from kvmpy.vmm.machines.malta.board import IsaDevices, add_isa_devices
+from kvmpy.vmm.machines.malta.piix4 import (
     PIIX4_PM_CONFIG,
     REFRESH_PERIOD_NS,
-    DeadlineTimer,
     I8237Dma,
-    IsaDevices,
     Piix4Pm,
-    add_isa_devices,
 )
 from tests.unit.fakes import RecordingIrq
 
-ISA = 0x18000000
+ISA = 0x18000000  # the GT-64120's PCI I/O window: the tests reach the ports as the CPU does
 T0 = 7_000_000_000_000
 
 
@@ -35,14 +34,15 @@ class FakeClock:
 
 class Board:
     def __init__(self, start_timer: bool = False) -> None:
+        self.pio = Bus("pio")
         self.bus = Bus()
+        self.bus.add(ISA, 0x200000, self.pio, "pci-io")
         self.intr = RecordingIrq()
         self.poweroffs = 0
         self.resets = 0
         self.clock = FakeClock()
         self.isa: IsaDevices = add_isa_devices(
-            self.bus,
-            ISA,
+            self.pio,
             self.intr,
             self._poweroff,
             self._reset,
@@ -94,7 +94,7 @@ def board() -> Board:
 
 
 def test_devices_are_mapped_at_their_ports(board: Board) -> None:
-    names = {m.name: (m.base - ISA, m.size) for m in board.bus.mappings}
+    names = {m.name: (m.base, m.size) for m in board.pio.mappings}
     assert names == {
         "dma1": (0x00, 0x20),
         "pic-master": (0x20, 2),
@@ -196,7 +196,7 @@ def test_pm_block_moves_with_pmba(board: Board) -> None:
     board.outw(0x2044, 0x2000)
     assert board.poweroffs == 1
     board.isa.map_pm(None)
-    assert all(m.name != "piix4-pm" for m in board.bus.mappings)
+    assert all(m.name != "piix4-pm" for m in board.pio.mappings)
 
 
 def test_pm_config_defaults_for_the_pci_model() -> None:

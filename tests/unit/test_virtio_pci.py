@@ -19,7 +19,7 @@ from kvmpy.vmm.virtio.pci import (
     DeviceStatus,
     VirtioPciDevice,
 )
-from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_WRITE, RamView, Virtqueue, VirtqueueError
+from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_WRITE, RamView, Virtqueue
 from tests.unit.fakes import RecordingIrq
 
 FEATURE_X = 1 << 5
@@ -274,15 +274,25 @@ def test_fuzz_register_interface(accesses: list[tuple[bool, int, int, int]], ram
     )
 )
 def test_fuzz_config_space(accesses: list[tuple[bool, int, int, int]]) -> None:
-    """Random (well-formed) configuration cycles, including the PCI_CFG window, never raise."""
+    """Random configuration cycles (the PCI_CFG window included) never change what the device is.
+
+    Identity, class, header type, subsystem IDs and the capability chain are
+    read-only; every read fits its size and agrees with the raw bytes.
+    """
     vp, _, _, _ = make(0x1000)
+    identity = [vp.get(reg, 4) for reg in (0x00, 0x08, 0x2C)] + [vp.config[0x0E], vp.config[0x3D]]
+    caps = list(vp.capabilities())
+    cap_bytes = {at: bytes(vp.config[at : at + 2]) for at, _ in caps}
     for is_write, dword, size, value in accesses:
         reg = dword * 4 + (0 if size == 4 else (dword % (4 // size)) * size)
         if is_write:
             vp.config_write(reg, size, value & ((1 << (8 * size)) - 1))
         else:
-            vp.config_read(reg, size)
+            got = vp.config_read(reg, size)
+            assert 0 <= got < 1 << (8 * size)
+            if reg >= 0x40:  # outside the header, reads have no side effects: the raw bytes
+                assert got == vp.get(reg, size)
+    assert [vp.get(reg, 4) for reg in (0x00, 0x08, 0x2C)] + [vp.config[0x0E], vp.config[0x3D]] == identity
+    assert list(vp.capabilities()) == caps
+    assert {at: bytes(vp.config[at : at + 2]) for at, _ in caps} == cap_bytes
 
-
-def test_virtqueue_error_is_the_only_queue_exception() -> None:
-    assert issubclass(VirtqueueError, Exception)

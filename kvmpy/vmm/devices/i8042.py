@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kvmpy.vmm.bus import IrqLine
+from kvmpy.vmm.bus import IrqLine, read_lanes, write_lanes
 
 log = logging.getLogger(__name__)
 
@@ -325,14 +325,10 @@ class _Port:
         self._write = write
 
     def read(self, offset: int, size: int) -> int:
-        if offset != 0:
-            return (1 << (8 * size)) - 1
-        value = self._read()
-        return value | (((1 << (8 * size)) - 1) & ~0xFF)  # byte lanes beyond the port float high
+        return read_lanes(lambda _port: self._read(), offset, size, 1)  # lanes beyond the port float high
 
     def write(self, offset: int, size: int, value: int) -> None:
-        if offset == 0:
-            self._write(value & 0xFF)
+        write_lanes(lambda _port, byte: self._write(byte), offset, size, value, 1)
 
 
 class I8042:

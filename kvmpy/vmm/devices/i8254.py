@@ -11,7 +11,7 @@ OUT level is computed from the nanoseconds elapsed since the count was
 loaded, so nothing ticks in the background. IRQ0 edges need a clock of their
 own: the device reports `next_deadline_ns()` (the next rising edge of
 counter 0's OUT) and delivers edges from `poll(now_ns)`; every port access
-also brings IRQ0 up to date. `kvmpy.vmm.devices.piix4.DeadlineTimer` is a
+also brings IRQ0 up to date. `kvmpy.vmm.devices.timer.DeadlineTimer` is a
 host thread that sleeps until the earliest deadline (no spinning); a board
 may instead call `poll()` from its own loop. Edges missed while the host was
 late are coalesced into one (the PIC latches edges anyway).
@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from kvmpy.vmm.bus import IrqLine
+from kvmpy.vmm.bus import IrqLine, read_lanes, write_lanes
 
 log = logging.getLogger(__name__)
 
@@ -179,22 +179,15 @@ class I8254:
         if size == 1 and offset < CONTROL_PORT:
             with self._lock:
                 return self._read_counter(self._counters[offset], self.clock_ns())
-        value = 0
-        for i in range(size):
-            port = offset + i
-            if port < CONTROL_PORT:
-                with self._lock:
-                    byte = self._read_counter(self._counters[port], self.clock_ns())
-            else:
-                byte = 0xFF  # the control word register is write-only
-            value |= byte << (8 * i)
-        return value
+        # the control word register is write-only: its lane floats high
+        return read_lanes(self._read_port, offset, size, CONTROL_PORT)
+
+    def _read_port(self, port: int) -> int:
+        with self._lock:
+            return self._read_counter(self._counters[port], self.clock_ns())
 
     def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            port = offset + i
-            if port < PIT_WINDOW_BYTES:
-                self._write_port(port, (value >> (8 * i)) & 0xFF)
+        write_lanes(self._write_port, offset, size, value, PIT_WINDOW_BYTES)
 
     def _write_port(self, port: int, byte: int) -> None:
         with self._lock:

@@ -53,7 +53,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from kvmpy.vmm.bus import IrqLine
+from kvmpy.vmm.bus import IrqLine, read_lanes, write_lanes
 
 log = logging.getLogger(__name__)
 
@@ -291,23 +291,15 @@ class _PortPair:
         self._chip = chip
 
     def read(self, offset: int, size: int) -> int:
-        if size == 1 and offset < PIC_WINDOW_BYTES:
-            with self._pic._lock:
+        with self._pic._lock:
+            if size == 1 and offset < PIC_WINDOW_BYTES:
                 return self._chip.read(offset)
-        value = 0
-        for i in range(size):  # a wide access is split into byte cycles, as the PIIX4 does
-            port = offset + i
-            with self._pic._lock:
-                byte = self._chip.read(port) if port < PIC_WINDOW_BYTES else 0xFF
-            value |= byte << (8 * i)
-        return value
+            # a wide access is split into byte cycles, as the PIIX4 does
+            return read_lanes(self._chip.read, offset, size, PIC_WINDOW_BYTES)
 
     def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            port = offset + i
-            if port < PIC_WINDOW_BYTES:
-                with self._pic._lock:
-                    self._chip.write(port, (value >> (8 * i)) & 0xFF)
+        with self._pic._lock:
+            write_lanes(self._chip.write, offset, size, value, PIC_WINDOW_BYTES)
 
 
 class _Elcr:
@@ -317,20 +309,13 @@ class _Elcr:
         self._pic = pic
 
     def read(self, offset: int, size: int) -> int:
-        value = 0
         with self._pic._lock:
-            for i in range(size):
-                port = offset + i
-                byte = self._pic._chips[port].elcr if port < ELCR_WINDOW_BYTES else 0xFF
-                value |= byte << (8 * i)
-        return value
+            return read_lanes(lambda port: self._pic._chips[port].elcr, offset, size, ELCR_WINDOW_BYTES)
 
     def write(self, offset: int, size: int, value: int) -> None:
         with self._pic._lock:
-            for i in range(size):
-                port = offset + i
-                if port < ELCR_WINDOW_BYTES:
-                    self._pic._chips[port].set_elcr((value >> (8 * i)) & 0xFF)
+            write_lanes(lambda port, byte: self._pic._chips[port].set_elcr(byte), offset, size, value,
+                        ELCR_WINDOW_BYTES)
             self._pic._update()
 
 

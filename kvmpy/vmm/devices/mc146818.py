@@ -67,7 +67,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from kvmpy.vmm.bus import IrqLine
+from kvmpy.vmm.bus import IrqLine, read_lanes, write_lanes
 
 log = logging.getLogger(__name__)
 
@@ -312,19 +312,14 @@ class Mc146818Rtc:
                 if index == _INDEX_C:
                     return self._read_c(now)
                 return self._ram[index]
-        value = 0
-        for i in range(size):
-            value |= self._read_port((offset + i) & 3 if offset + i < RTC_WINDOW_BYTES else -1) << (8 * i)
-        return value
+        return read_lanes(lambda port: self._read_port(port & 3), offset, size, RTC_WINDOW_BYTES)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if size == 1 and offset & 3 == 0:  # the index write of every CMOS_READ
             self._index = value & 0x7F
             self.nmi_masked = bool(value & 0x80)
             return
-        for i in range(size):
-            if offset + i < RTC_WINDOW_BYTES:
-                self._write_port((offset + i) & 3, (value >> (8 * i)) & 0xFF)
+        write_lanes(lambda port, b: self._write_port(port & 3, b), offset, size, value, RTC_WINDOW_BYTES)
 
     def _read_port(self, port: int) -> int:
         if port == 1:

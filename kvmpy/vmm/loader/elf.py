@@ -12,7 +12,7 @@ This does what QEMU 7.2's Malta `load_kernel()` does for `-kernel`/`-initrd`:
 
 The kernel learns where the initrd is from its command line
 (`rd_start=0x8XXXXXXX rd_size=N`, a kseg0 address), see
-`kvmpy.vmm.loader.yamon`.
+`kvmpy.vmm.machines.malta.yamon`.
 """
 
 from __future__ import annotations
@@ -124,8 +124,11 @@ def kseg_to_gpa(addr: int) -> int:
     return addr
 
 
-def inspect_elf_kernel(path: Path) -> KernelImage:
+def inspect_elf_kernel(path: Path, board: str = "this board (mips, 32-bit little-endian)") -> KernelImage:
     """Read and validate a kernel ELF without loading it.
+
+    `board` names the machine and its architecture in the message that
+    refuses a kernel built for another one.
 
     Raises KernelImageError, with a one-line message naming the file, if the
     file is missing or unreadable, not an ELF, 64-bit, big-endian, not MIPS,
@@ -160,7 +163,7 @@ def inspect_elf_kernel(path: Path) -> KernelImage:
         elf = ELFFile(io.BytesIO(raw))
         machine = elf["e_machine"]
         if machine != "EM_MIPS":
-            raise fail(f"not a MIPS kernel (ELF machine {machine})")
+            raise fail(f"not a MIPS kernel (ELF machine {machine}); {board} runs MIPS kernels")
         segments = []
         for seg in elf.iter_segments("PT_LOAD"):
             filesz, memsz, paddr = seg["p_filesz"], seg["p_memsz"], seg["p_paddr"]

@@ -57,7 +57,7 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import ClassVar
 
-from kvmpy.vmm.bus import IrqLine
+from kvmpy.vmm.bus import Endian, IrqLine
 from kvmpy.vmm.virtio.device import VirtioDevice
 from kvmpy.vmm.virtio.queue import GuestMemory, Virtqueue
 from kvmpy.vmm.virtio.transport import DeviceStatus, VirtioTransportCore
@@ -127,7 +127,7 @@ class VirtioMmioDevice:
     for host-side device work).
     """
 
-    endian: ClassVar[str] = "little"
+    endian: ClassVar[Endian] = Endian.LITTLE
     """Register byte order: virtio-mmio is little-endian on every guest (the bus converts)."""
 
     def __init__(self, device: VirtioDevice, mem: GuestMemory, irq: IrqLine, *, name: str = "") -> None:

@@ -37,7 +37,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from kvmpy.vmm.net_backends import MAX_FRAME_LEN, NetBackend
+from kvmpy.vmm.net.backend import MAX_FRAME_LEN, NetBackend
 from kvmpy.vmm.virtio.queue import DescriptorChain, Virtqueue, VirtqueueError
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
+from kvmpy.vmm.bus import Endian
 from kvmpy.vmm.pci import CAP_ID_VENDOR_SPECIFIC, BarKind, InterruptPin, PciDevice
 from kvmpy.vmm.virtio.device import VirtioDevice
 from kvmpy.vmm.virtio.queue import MAX_QUEUE_SIZE, GuestMemory, Virtqueue, VirtqueueError
@@ -189,6 +190,10 @@ class VirtioPciDevice(PciDevice):
     Thread-safety: register accesses come from the vCPU thread; a device
     may call the `interrupt` callbacks (or `config_changed`) from others.
     """
+
+    # Modern virtio registers are little-endian whatever the CPU; the bus turns a
+    # big-endian guest's bytes into these values, so nothing here swaps.
+    endian = Endian.LITTLE
 
     def __init__(
         self, device: VirtioDevice, mem: GuestMemory, *, class_code: int | None = None, name: str = ""

@@ -6,8 +6,8 @@ Register offsets, reset values and behaviour follow QEMU 7.2's hw/mips/malta.c
 
 The FPGA decodes 1 MiB (QEMU: `addr & 0xfffff`), with the CBUS UART (a
 16550, registers 8 bytes apart) at offset 0x900. QEMU maps the FPGA as two
-windows around a 0x100-byte hole for the UART; `MaltaFpga.windows()` gives
-the same split so the board maps the UART into the hole separately:
+windows around a 0x100-byte hole for the UART; the board maps the same
+split (the upper part with the bus's window offset) and the UART in the hole:
 
     [0x00000, 0x00900)  registers below the UART
     [0x00900, 0x00a00)  CBUS UART hole (Uart16550 with reg_shift=3 at 0x900)
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
+
+from kvmpy.vmm.bus import word_lane
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +67,6 @@ I2C_SDA = 0x1
 I2C_SCL = 0x2
 
 
-class _Window:
-    """One bus window onto the FPGA: adds the window's start back to the offsets the bus gives."""
-
-    def __init__(self, fpga: MaltaFpga, start: int) -> None:
-        self._fpga = fpga
-        self._start = start
-
-    def read(self, offset: int, size: int) -> int:
-        return self._fpga.read(self._start + offset, size)
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        self._fpga.write(self._start + offset, size, value)
-
-
-@dataclass(frozen=True)
-class FpgaWindow:
-    """A range of the FPGA block to map at FPGA_GPA + `offset` (a BusDevice in `device`)."""
-
-    offset: int
-    size_bytes: int
-    device: _Window
-
-
 class MaltaFpga:
     """The Malta FPGA registers, as a `BusDevice` taking offsets from FPGA_GPA.
 
@@ -115,14 +93,6 @@ class MaltaFpga:
         self.i2cout = 0x3
         self.i2csel = 0x1
         self._display = [" "] * DISPLAY_CHARS
-
-    def windows(self) -> list[FpgaWindow]:
-        """The two bus windows around the CBUS UART hole (see the module doc)."""
-        high_start = CBUS_UART_OFFSET + CBUS_UART_HOLE_BYTES
-        return [
-            FpgaWindow(0, CBUS_UART_OFFSET, _Window(self, 0)),
-            FpgaWindow(high_start, FPGA_SIZE_BYTES - high_start, _Window(self, high_start)),
-        ]
 
     @property
     def display_text(self) -> str:
@@ -219,7 +189,7 @@ class MaltaRevision:
     def read(self, offset: int, size: int) -> int:
         if offset < 0 or offset >= self.SIZE_BYTES:
             return 0
-        return (MALTA_REVISION_VALUE >> (8 * offset)) & ((1 << (8 * size)) - 1)
+        return word_lane(MALTA_REVISION_VALUE, offset, size)
 
     def write(self, offset: int, size: int, value: int) -> None:
         pass  # flash: writes need the CFI command sequence, which this word does not model

@@ -15,7 +15,7 @@ four functions whose configuration spaces match what QEMU 7.2 presents
 Only configuration space lives here. The ISA devices behind function 0 and
 the PM I/O block of function 3 are in `piix4.py`; `Piix4PmFunction` tells
 the board where PMBA/PMREGMISC put that block (`on_pm_io_change`, e.g.
-`IsaDevices.map_pm`). Nothing serves the IDE and USB BARs or the legacy IDE
+`board.IsaDevices.map_pm`). Nothing serves the IDE and USB BARs or the legacy IDE
 ports (0x1f0-0x1f7, 0x3f6, 0x170-0x177, 0x376): with `region=None` the
 board maps nothing and the guest reads all-ones there. Linux 6.1 on the
 Malta assigns them (IDE BAR4 at I/O 0x10a0, UHCI BAR4 at 0x1040 under QEMU)
@@ -23,7 +23,7 @@ but only the modules ata_piix, uhci_hcd and i2c-piix4 (SMBus at 0x1100)
 touch the ports, if an initramfs loads them: ata_piix then sees a floating
 bus (status 0xff) and finds no drives; uhci_hcd would find a controller
 whose registers read all-ones (expect warnings or a failed probe), so a
-board whose initramfs loads it may prefer `attach_piix4(with_usb=False)`.
+board whose initramfs loads it may prefer `board.attach_piix4(with_usb=False)`.
 The built-in drivers only use function 3 (piix4-poweroff) and the fixups in
 arch/mips/pci/fixup-malta.c.
 
@@ -57,11 +57,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kvmpy.vmm.bus import IrqLine
-from kvmpy.vmm.devices.piix4 import PIIX4_PM_CONFIG
-from kvmpy.vmm.pci import BarKind, InterruptPin, PciBus, PciDevice, Status, devfn
+from kvmpy.vmm.machines.malta.piix4 import PIIX4_PM_CONFIG
+from kvmpy.vmm.pci import BarKind, InterruptPin, PciDevice, Status
 
 log = logging.getLogger(__name__)
 
@@ -350,42 +349,3 @@ class Piix4PmFunction(PciDevice):
             self._smbus_port = smbus
             if self.on_smbus_io_change is not None:
                 self.on_smbus_io_change(smbus)
-
-
-@dataclass(frozen=True)
-class Piix4Functions:
-    """The PIIX4's PCI functions as `attach_piix4` put them on the bus (`usb` may be absent)."""
-
-    isa: Piix4Isa
-    ide: Piix4Ide
-    usb: Piix4Usb | None
-    pm: Piix4PmFunction
-
-
-def attach_piix4(
-    pci_bus: PciBus,
-    *,
-    isa_irq: Callable[[int], IrqLine] | None = None,
-    on_pm_io_change: Callable[[int | None], None] | None = None,
-    on_smbus_io_change: Callable[[int | None], None] | None = None,
-    slot: int = PIIX4_SLOT,
-    with_usb: bool = True,
-    route_pci_intx: bool = True,
-) -> Piix4Functions:
-    """Attach the PIIX4's functions 0-3 at `slot` (the Malta's 10) of `pci_bus`.
-
-    With `route_pci_intx` the bus's `route_intx` becomes function 0's PIRQ
-    router, so every PCI function's INTx reaches `isa_irq` as on the Malta.
-    """
-    isa = Piix4Isa(isa_irq)
-    ide = Piix4Ide()
-    usb = Piix4Usb() if with_usb else None
-    pm = Piix4PmFunction(on_pm_io_change=on_pm_io_change, on_smbus_io_change=on_smbus_io_change)
-    pci_bus.attach(devfn(slot, 0), isa)
-    pci_bus.attach(devfn(slot, 1), ide)
-    if usb is not None:
-        pci_bus.attach(devfn(slot, 2), usb)
-    pci_bus.attach(devfn(slot, 3), pm)
-    if route_pci_intx:
-        pci_bus.route_intx = isa.intx_line
-    return Piix4Functions(isa=isa, ide=ide, usb=usb, pm=pm)

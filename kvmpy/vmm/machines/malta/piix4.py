@@ -1,6 +1,7 @@
-"""The Intel PIIX4 (82371AB) south bridge's legacy ISA devices and power management.
+"""The Intel PIIX4 (82371AB) south bridge's own ISA-side parts: power management, DMA, small ports.
 
-`add_isa_devices()` builds and maps, at the board's ISA I/O window + port:
+The Malta board (`board.add_isa_devices`) maps these with the generic chips
+of `kvmpy.vmm.devices` on its port-I/O bus, by port number:
 
     0x00-0x1f   8237 DMA controller 1 (registers 0x00-0x0f, aliased at 0x10-0x1f)
     0x20-0x21   8259A master            0xa0-0xa1  8259A slave
@@ -16,7 +17,7 @@
 
 and creates the function-3 power-management I/O block (`Piix4Pm`, 64 bytes),
 which is a PCI resource: the PCI model maps it where the guest's PMBA points
-(`IsaDevices.map_pm`), see `PIIX4_PM_CONFIG`.
+(`board.IsaDevices.map_pm`), see `PIIX4_PM_CONFIG`.
 
 How Linux 6.1 (Debian 4kc-malta) stops the board:
 
@@ -37,11 +38,7 @@ How Linux 6.1 (Debian 4kc-malta) stops the board:
   Linux on Malta; it is modelled (0x06/0x0e reset) for other guests.
 - Halt: machine_halt() has no platform hook on Malta: interrupts off, "wait" forever.
 
-Timers: the PIT (IRQ0) and RTC (IRQ8) compute their state from the host
-clock on access; their interrupts need a wake-up at the right time.
-`DeadlineTimer` is one host thread that sleeps (Event.wait with a timeout)
-until the earliest deadline the devices report, polls them, and goes back to
-sleep -- it never spins and sleeps indefinitely while nothing is armed.
+Timers: the PIT and RTC are woken by `kvmpy.vmm.devices.timer.DeadlineTimer`.
 """
 
 from __future__ import annotations
@@ -49,24 +46,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from kvmpy.vmm.bus import Bus, BusDevice, IrqLine
-from kvmpy.vmm.devices.i8042 import COMMAND_PORT as KBC_COMMAND_PORT
-from kvmpy.vmm.devices.i8042 import DATA_PORT as KBC_DATA_PORT
-from kvmpy.vmm.devices.i8042 import I8042
-from kvmpy.vmm.devices.i8254 import I8254, PIT_PORT, PIT_WINDOW_BYTES
-from kvmpy.vmm.devices.i8259 import (
-    ELCR_PORT,
-    ELCR_WINDOW_BYTES,
-    MASTER_PORT,
-    PIC_WINDOW_BYTES,
-    SLAVE_PORT,
-    DualPic,
-)
-from kvmpy.vmm.devices.mc146818 import RTC_PORT, RTC_WINDOW_BYTES, Mc146818Rtc
+from kvmpy.vmm.bus import read_lanes, write_lanes
+from kvmpy.vmm.devices.i8254 import I8254
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +76,6 @@ PORT_92 = 0x92
 RESET_CONTROL_PORT = 0xCF9
 
 
-def _split_read(read_byte: Callable[[int], int], offset: int, size: int, window: int) -> int:
-    """A wide access to byte-wide ISA registers: one byte cycle per lane, as the PIIX4 splits it."""
-    value = 0
-    for i in range(size):
-        port = offset + i
-        value |= (read_byte(port) if port < window else 0xFF) << (8 * i)
-    return value
-
-
 # ====================================================================== power management (function 3)
 @dataclass(frozen=True)
 class Piix4PmConfig:
@@ -110,7 +85,7 @@ class Piix4PmConfig:
     bit 0 hardwired 1 (I/O space). PMREGMISC (byte at 0x80) bit 0 (PMIOSE)
     enables decoding of that block. SMBBA (0x90): bits 15:4 the SMBus I/O
     base, bit 0 hardwired 1; SMBHSTCFG (0xd2) bit 0 enables it. The PM block
-    is decoded only while PMIOSE is set; map it with `IsaDevices.map_pm`.
+    is decoded only while PMIOSE is set; map it with `board.IsaDevices.map_pm`.
     Defaults are QEMU 7.2's (SMBus at 0x1100, enabled), so Linux's quirk
     prints the same "claimed by PIIX4 ACPI/SMB" lines; Linux itself sets
     PMBA = 0x1000 and PMIOSE = 1 (arch/mips/pci/fixup-malta.c).
@@ -243,38 +218,29 @@ class Piix4Pm:
 
     def read(self, offset: int, size: int) -> int:
         with self._lock:
-            value = 0
-            timer = None
-            for i in range(size):
-                port = offset + i
-                if port >= PM_IO_SIZE_BYTES:
-                    byte = 0xFF
-                elif PmReg.PMTMR <= port < PmReg.PMTMR + 4:
-                    if timer is None:
-                        timer = self._pm_timer()
-                    byte = timer >> (8 * (port - PmReg.PMTMR)) & 0xFF
-                else:
-                    byte = self._regs[port]
-                value |= byte << (8 * i)
-            return value
+            timer = self._pm_timer() if offset < PmReg.PMTMR + 4 and offset + size > PmReg.PMTMR else 0
+            return read_lanes(lambda port: self._read_byte(port, timer), offset, size, PM_IO_SIZE_BYTES)
+
+    def _read_byte(self, port: int, timer: int) -> int:
+        if PmReg.PMTMR <= port < PmReg.PMTMR + 4:
+            return timer >> (8 * (port - PmReg.PMTMR))
+        return self._regs[port]
 
     def write(self, offset: int, size: int, value: int) -> None:
-        suspend = False
+        suspend = []
         with self._lock:
-            for i in range(size):
-                port = offset + i
-                if port >= PM_IO_SIZE_BYTES:
-                    continue
-                byte = (value >> (8 * i)) & 0xFF
-                regs = self._regs
-                regs[port] = (regs[port] & ~_PM_RW_MASK[port] & ~(byte & _PM_W1C_MASK[port])) | (
-                    byte & _PM_RW_MASK[port]
-                )
-                if port == PmReg.PMCNTRL + 1 and byte & (PMCNTRL_SUS_EN >> 8):
-                    suspend = True
+            write_lanes(lambda port, byte: suspend.append(self._write_byte(port, byte)), offset, size, value,
+                        PM_IO_SIZE_BYTES)
             sus_typ = (self._regs[PmReg.PMCNTRL + 1] << 8 & PMCNTRL_SUS_TYP_MASK) >> PMCNTRL_SUS_TYP_SHIFT
-        if suspend:
+        if any(suspend):
             self._enter_suspend(sus_typ)
+
+    def _write_byte(self, port: int, byte: int) -> bool:
+        """Store one byte through the RW and W1C masks; True if it sets SUS_EN."""
+        regs = self._regs
+        rw, w1c = _PM_RW_MASK[port], _PM_W1C_MASK[port]
+        regs[port] = (regs[port] & ~rw & ~(byte & w1c)) | (byte & rw)
+        return port == PmReg.PMCNTRL + 1 and bool(byte & (PMCNTRL_SUS_EN >> 8))
 
     def _enter_suspend(self, sus_typ: int) -> None:
         if sus_typ == SUS_TYP_SOFF:
@@ -307,7 +273,7 @@ class ResetControl:
         self._value = 0
 
     def read(self, offset: int, size: int) -> int:
-        return _split_read(lambda _p: self._value, offset, size, 1)
+        return read_lanes(lambda _p: self._value, offset, size, 1)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if offset != 0:
@@ -346,7 +312,7 @@ class PortB:
     def read(self, offset: int, size: int) -> int:
         if offset == 0 and size == 1:
             return self._read_byte()
-        return _split_read(lambda _p: self._read_byte(), offset, size, 1)
+        return read_lanes(lambda _p: self._read_byte(), offset, size, 1)
 
     def _read_byte(self) -> int:
         now = self.clock_ns()
@@ -376,7 +342,7 @@ class Port92:
         self._value = 0
 
     def read(self, offset: int, size: int) -> int:
-        return _split_read(lambda _p: self._value, offset, size, 1)
+        return read_lanes(lambda _p: self._value, offset, size, 1)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if offset == 0:
@@ -397,12 +363,10 @@ class DmaPageRegisters:
         return self._regs[POST_PORT - DMA_PAGE_PORT]
 
     def read(self, offset: int, size: int) -> int:
-        return _split_read(self._regs.__getitem__, offset, size, DMA_PAGE_WINDOW_BYTES)
+        return read_lanes(self._regs.__getitem__, offset, size, DMA_PAGE_WINDOW_BYTES)
 
     def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            if offset + i < DMA_PAGE_WINDOW_BYTES:
-                self._regs[offset + i] = (value >> (8 * i)) & 0xFF
+        write_lanes(self._regs.__setitem__, offset, size, value, DMA_PAGE_WINDOW_BYTES)
         if offset == 0 and log.isEnabledFor(logging.DEBUG):
             log.debug("POST code %#04x", value & 0xFF)
 
@@ -452,12 +416,10 @@ class I8237Dma:
         return (offset >> self.reg_shift) & 0xF
 
     def read(self, offset: int, size: int) -> int:
-        return _split_read(lambda p: self._read_reg(self._reg(p)), offset, size, DMA_WINDOW_BYTES)
+        return read_lanes(lambda p: self._read_reg(self._reg(p)), offset, size, DMA_WINDOW_BYTES)
 
     def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size):
-            if offset + i < DMA_WINDOW_BYTES:
-                self._write_reg(self._reg(offset + i), (value >> (8 * i)) & 0xFF)
+        write_lanes(lambda p, b: self._write_reg(self._reg(p), b), offset, size, value, DMA_WINDOW_BYTES)
 
     def _read_reg(self, reg: int) -> int:
         if reg < 8:
@@ -498,194 +460,3 @@ class I8237Dma:
             self.mask = 0
         else:
             self.mask = byte & 0x0F
-
-
-# ====================================================================== timer thread
-class TimedDevice(Protocol):
-    """A device whose state changes with time (PIT, RTC): see `I8254`."""
-
-    on_deadline_change: Callable[[], None] | None
-
-    def next_deadline_ns(self) -> int | None: ...
-
-    def poll(self, now_ns: int | None = None) -> None: ...
-
-
-class DeadlineTimer:
-    """One host thread that polls timed devices at their deadlines (never busy-waits).
-
-    It sleeps on an Event until the earliest `next_deadline_ns()` of its
-    devices (indefinitely if none), then polls every device, and repeats.
-    Devices call `notify()` (wired to their `on_deadline_change`) when the
-    guest reprograms them, which wakes the thread to recompute its sleep.
-    """
-
-    def __init__(
-        self, devices: Sequence[TimedDevice], clock_ns: Callable[[], int] = time.monotonic_ns
-    ) -> None:
-        self.devices = tuple(devices)
-        self.clock_ns = clock_ns
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        for device in self.devices:
-            device.on_deadline_change = self.notify
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="isa-timers", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        thread.join(timeout=5)
-        self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()  # before reading deadlines: a later notify() must wake the wait below
-            now = self.clock_ns()
-            deadline = None
-            for device in self.devices:
-                device.poll(now)
-                d = device.next_deadline_ns()
-                if d is not None and (deadline is None or d < deadline):
-                    deadline = d
-            if deadline is None:
-                self._wake.wait()
-            else:
-                delay_ns = deadline - self.clock_ns()
-                if delay_ns > 0:
-                    self._wake.wait(delay_ns / NS_PER_S)
-
-
-# ====================================================================== the whole south bridge
-@dataclass
-class IsaDevices:
-    """The PIIX4 legacy devices of one board, as `add_isa_devices` mapped them."""
-
-    bus: Bus
-    isa_io_gpa: int
-    pic: DualPic
-    pit: I8254
-    rtc: Mc146818Rtc
-    pm: Piix4Pm
-    kbc: I8042
-    port_b: PortB
-    port_92: Port92
-    dma1: I8237Dma
-    dma2: I8237Dma
-    dma_pages: DmaPageRegisters
-    timer: DeadlineTimer
-    com1_irq: IrqLine
-    com2_irq: IrqLine
-    pm_port: int | None = field(default=None)
-
-    def map_pm(self, port: int | None) -> None:
-        """(Re)map the PM block at ISA `port` (from PMBA), or unmap it (None: PMIOSE clear)."""
-        if port == self.pm_port:
-            return
-        if self.pm_port is not None:
-            self.bus.remove("piix4-pm")
-        self.pm_port = port
-        if port is not None:
-            self.bus.add(self.isa_io_gpa + port, PM_IO_SIZE_BYTES, self.pm, "piix4-pm")
-
-    def poll(self, now_ns: int | None = None) -> None:
-        """Deliver due timer interrupts (for boards that drive time themselves instead of `timer`)."""
-        self.pit.poll(now_ns)
-        self.rtc.poll(now_ns)
-
-    def next_deadline_ns(self) -> int | None:
-        deadlines = [d for d in (self.pit.next_deadline_ns(), self.rtc.next_deadline_ns()) if d is not None]
-        return min(deadlines) if deadlines else None
-
-    def close(self) -> None:
-        """Stop the timer thread (call when the board is discarded, e.g. on reboot)."""
-        self.timer.stop()
-
-
-def add_isa_devices(
-    bus: Bus,
-    isa_io_gpa: int,
-    intr: IrqLine,
-    on_poweroff: Callable[[], None],
-    on_reset: Callable[[], None],
-    clock_ns: Callable[[], int] = time.monotonic_ns,
-    *,
-    wall_ns: Callable[[], int] = time.time_ns,
-    start_timer: bool = True,
-) -> IsaDevices:
-    """Create the PIIX4's ISA devices and map them on `bus` at `isa_io_gpa` + port.
-
-    `intr` is the 8259 pair's INTR output to the CPU (on the Malta: CPU
-    interrupt 2, Cause.IP2). `on_poweroff` and `on_reset` are called (on the
-    vCPU thread) when the guest powers off or resets the board. `clock_ns`
-    is the monotonic clock of the PIT, RTC, PM timer and refresh toggle;
-    `wall_ns` the UTC clock the RTC starts from. With `start_timer` the
-    `DeadlineTimer` thread starts at once; call `IsaDevices.close()` when
-    the board goes away. The PM block is not mapped until the PCI model
-    calls `map_pm` with the port PMBA selects.
-    """
-    pic = DualPic(intr)
-    pit = I8254(pic.input(IRQ_PIT), clock_ns)
-    rtc = Mc146818Rtc(pic.input(IRQ_RTC), clock_ns, wall_ns)
-    pm = Piix4Pm(on_poweroff, on_reset, clock_ns)
-    kbc = I8042(pic.input(IRQ_KEYBOARD), pic.input(IRQ_MOUSE), on_reset)
-    port_b = PortB(pit, clock_ns)
-    port_92 = Port92()
-    dma1 = I8237Dma(reg_shift=0)
-    dma2 = I8237Dma(reg_shift=1)
-    dma_pages = DmaPageRegisters()
-    timer = DeadlineTimer((pit, rtc), clock_ns)
-
-    def add(port: int, size: int, device: BusDevice, name: str) -> None:
-        bus.add(isa_io_gpa + port, size, device, name)
-
-    add(DMA1_PORT, DMA_WINDOW_BYTES, dma1, "dma1")
-    add(MASTER_PORT, PIC_WINDOW_BYTES, pic.master, "pic-master")
-    add(PIT_PORT, PIT_WINDOW_BYTES, pit, "pit")
-    add(KBC_DATA_PORT, 1, kbc.data_port, "kbc-data")
-    add(PORT_B, 1, port_b, "port-b")
-    add(KBC_COMMAND_PORT, 1, kbc.command_port, "kbc-command")
-    add(RTC_PORT, RTC_WINDOW_BYTES, rtc, "rtc")
-    add(DMA_PAGE_PORT, DMA_PAGE_WINDOW_BYTES, dma_pages, "dma-pages")
-    add(PORT_92, 1, port_92, "port-92")
-    add(SLAVE_PORT, PIC_WINDOW_BYTES, pic.slave, "pic-slave")
-    add(DMA2_PORT, DMA_WINDOW_BYTES, dma2, "dma2")
-    add(ELCR_PORT, ELCR_WINDOW_BYTES, pic.elcr, "elcr")
-    add(RESET_CONTROL_PORT, 1, pm.reset_control, "reset-control")
-
-    devices = IsaDevices(
-        bus=bus,
-        isa_io_gpa=isa_io_gpa,
-        pic=pic,
-        pit=pit,
-        rtc=rtc,
-        pm=pm,
-        kbc=kbc,
-        port_b=port_b,
-        port_92=port_92,
-        dma1=dma1,
-        dma2=dma2,
-        dma_pages=dma_pages,
-        timer=timer,
-        com1_irq=pic.input(IRQ_COM1),
-        com2_irq=pic.input(IRQ_COM2),
-    )
-    if start_timer:
-        timer.start()
-    return devices

@@ -81,6 +81,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from kvmpy.vmm.bus import merge_lane, word_lane
 from kvmpy.vmm.pci import InterruptPin, PciBus, PciDevice, Status
 
 log = logging.getLogger(__name__)
@@ -417,16 +418,6 @@ def _bswap32(value: int) -> int:
     return int.from_bytes((value & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
 
-def _lane(value32: int, offset: int, size: int) -> int:
-    return (value32 >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
-
-
-def _merge(old32: int, offset: int, size: int, value: int) -> int:
-    shift = 8 * (offset & 3)
-    mask = ((1 << (8 * size)) - 1) << shift
-    return (old32 & ~mask) | ((value << shift) & mask)
-
-
 @dataclass(frozen=True)
 class GtWindow:
     """A CPU address range the GT forwards (to PCI) or decodes (its registers)."""
@@ -576,7 +567,7 @@ class Gt64120:
         value = self._read_reg(reg)
         if self._cpu_swaps():
             value = _bswap32(value)
-        return _lane(value, offset, size)
+        return word_lane(value, offset, size)
 
     def write(self, offset: int, size: int, value: int) -> None:
         reg = offset & ~3 & (GT64120_REGS_BYTES - 1)
@@ -586,7 +577,7 @@ class Gt64120:
         swap = self._cpu_swaps()
         if size < 4:
             current = self.register(reg)
-            value = _merge(_bswap32(current) if swap else current, offset, size, value)
+            value = merge_lane(_bswap32(current) if swap else current, offset, size, value)
         self._write_reg(reg, _bswap32(value) if swap else value)
 
     # ------------------------------------------------------------------ registers
@@ -661,7 +652,7 @@ class Gt64120:
         bus, dev_fn, reg = target
         if self._cfg_swaps():
             dword = _bswap32(self.pci_bus.config_read(bus, dev_fn, reg, 4))
-            return _lane(dword, offset, size)
+            return word_lane(dword, offset, size)
         return self.pci_bus.config_read(bus, dev_fn, reg + (offset & 3), size)
 
     def _write_cfgdata(self, offset: int, size: int, value: int) -> None:
@@ -672,7 +663,7 @@ class Gt64120:
         if self._cfg_swaps():
             if size < 4:
                 current = _bswap32(self.pci_bus.config_read(bus, dev_fn, reg, 4))
-                value = _merge(current, offset, size, value)
+                value = merge_lane(current, offset, size, value)
             self.pci_bus.config_write(bus, dev_fn, reg, 4, _bswap32(value))
             return
         self.pci_bus.config_write(bus, dev_fn, reg + (offset & 3), size, value)
