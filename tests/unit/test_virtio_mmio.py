@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvmpy.vmm.bus import Bus, IrqLine
+from kvmpy.vmm.bus import Bus, Endian, IrqLine
 from kvmpy.vmm.virtio.blk import SECTOR_SIZE, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk
 from kvmpy.vmm.virtio.mmio import CONFIG_OFFSET, MAGIC_VALUE, VENDOR_ID, Reg, VirtioMmioDevice
 from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, RamView, Virtqueue
@@ -182,7 +182,7 @@ def test_identity_registers_and_little_endian_declaration() -> None:
     assert d.r(Reg.VERSION) == 2
     assert d.r(Reg.DEVICE_ID) == 0x2A
     assert d.r(Reg.VENDOR_ID) == VENDOR_ID
-    assert VirtioMmioDevice.endian == "little"
+    assert VirtioMmioDevice.endian is Endian.LITTLE
 
 
 def test_device_features_in_words() -> None:
