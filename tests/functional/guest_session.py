@@ -160,6 +160,22 @@ class QemuSession(ProcessSession):
             kernel, initrd, APPEND, cpu, mem_size_mib, tuple(drives), tuple(extra_args)))
 
 
+class QemuBambooSession(ProcessSession):
+    """The PowerPC 440 reference: QEMU's AMCC bamboo board (440EP), console on its first UART.
+
+    QEMU loads the ELF vmlinux itself and hands the kernel its own bamboo.dtb
+    (from qemu-system-data), patched with the initrd and command line.
+    """
+
+    def __init__(self, kernel: Path, initrd: Path, mem_size_mib: int = 256,
+                 extra_args: Sequence[str] = ()) -> None:
+        super().__init__([
+            "qemu-system-ppc", "-M", "bamboo", "-m", str(mem_size_mib), "-nic", "none",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
+            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *extra_args,
+        ])
+
+
 class KvmpyCommandSession(ProcessSession):
     """The `kvmpy run` command as a user runs it, console on stdin/stdout."""
 
