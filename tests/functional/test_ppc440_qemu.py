@@ -44,9 +44,10 @@ def test_ppc440_guest_session_under_qemu_bamboo(image):
         boot_s = time.monotonic() - start
         transcript = bytes(session.transcript).decode(errors="replace")
         # the kernel found the board and its devices the way the docs say
-        assert "Using PowerPC 44x Platform machine description" in transcript
-        assert "ef600300.serial: ttyS0" in transcript
-        assert "Unpacking initramfs" in transcript or "Trying to unpack rootfs" in transcript
+        assert "Hardware name: amcc,bamboo 440EP" in transcript
+        assert "UIC0 (32 IRQ sources) at DCR 0xc0" in transcript
+        assert "ttyS0 at MMIO 0xef600300" in transcript
+        assert "Trying to unpack rootfs image as initramfs" in transcript
         outputs = ppc440_session.run_session(session)
         ppc440_session.check_outputs(outputs, APPEND)
         session.send("reboot -f")

@@ -432,6 +432,8 @@ def prepare(cache: Path = DEFAULT_CACHE, jobs: int = 2) -> Ppc440Image:
         raise ImageError(f"jobs must be at least 1, not {jobs}")
     versions = ensure_packages()
     fragment = KERNEL_FRAGMENT.read_text()
+    # before the long kernel build, so that a machine without source packages fails at once
+    bb_version = ensure_busybox_source_index()
     with cache_lock(cache):
         kkey = key_of(BUILD_RECIPE, KERNEL_DEFCONFIG, fragment,
                       *(f"{p}={versions[p]}" for p in KERNEL_INPUT_PACKAGES))
@@ -440,7 +442,6 @@ def prepare(cache: Path = DEFAULT_CACHE, jobs: int = 2) -> Ppc440Image:
             build_kernel(kdir, cache / "work-linux", fragment, jobs)
         release = (kdir / "release").read_text().strip()
 
-        bb_version = ensure_busybox_source_index()
         bkey = key_of(BUILD_RECIPE, bb_version, repr(sorted(BUSYBOX_CONFIG.items())),
                       *(f"{p}={versions[p]}" for p in BUSYBOX_INPUT_PACKAGES))
         bdir = cache / f"busybox-{bb_version.replace(':', '_')}-{bkey}"
