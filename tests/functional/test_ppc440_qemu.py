@@ -40,7 +40,7 @@ def test_ppc440_guest_session_under_qemu_bamboo(image):
     session = QemuBambooSession(image.kernel, image.initrd)
     try:
         start = time.monotonic()
-        session.wait_for_shell(BOOT_TIMEOUT_S)
+        ppc440_session.wait_for_shell(session, BOOT_TIMEOUT_S)
         boot_s = time.monotonic() - start
         transcript = bytes(session.transcript).decode(errors="replace")
         # the kernel found the board and its devices the way the docs say

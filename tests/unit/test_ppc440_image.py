@@ -98,7 +98,8 @@ def test_a_non_powerpc_or_dynamic_busybox_is_refused():
 
 
 def test_missing_packages_without_root_name_them(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(ppc440, "installed_version", lambda p: None if p == "bison" else "1")
+    monkeypatch.setattr(ppc440, "installed_versions",
+                        lambda ps: {p: None if p == "bison" else "1" for p in ps})
     monkeypatch.setattr(ppc440.os, "geteuid", lambda: 1000)
     with pytest.raises(ImageError, match="not installed: bison"):
         ppc440.ensure_packages()
@@ -108,3 +109,9 @@ def test_cache_keys_follow_their_inputs():
     assert ppc440.key_of("a", "b") == ppc440.key_of("a", "b")
     assert ppc440.key_of("a", "b") != ppc440.key_of("a", "c")
     assert ppc440.key_of("ab", "") != ppc440.key_of("a", "b")
+
+
+def test_installed_versions_reads_dpkg_and_reports_missing_packages():
+    versions = ppc440.installed_versions(("dpkg", "kvmpy-no-such-package"))
+    assert versions["kvmpy-no-such-package"] is None
+    assert versions["dpkg"] and versions["dpkg"][0].isdigit()

@@ -112,11 +112,16 @@ def progress(message: str) -> None:
 # --- Debian packages ---------------------------------------------------------------------------
 
 
-def installed_version(package: str) -> str | None:
-    result = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status} ${Version}", package],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    status, _, version = result.stdout.partition(" ")
-    return version if result.returncode == 0 and status == "installed" else None
+def installed_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    """package -> installed version, or None when it is not installed (one dpkg-query call)."""
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status} ${Version}\n",
+                             *packages], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    found: dict[str, str | None] = dict.fromkeys(packages)
+    for line in result.stdout.splitlines():
+        name, status, version = (line.split(" ", 2) + ["", ""])[:3]
+        if status == "installed" and name.split(":")[0] in found:
+            found[name.split(":")[0]] = version
+    return found
 
 
 def apt_get(*args: str) -> None:
@@ -126,7 +131,7 @@ def apt_get(*args: str) -> None:
 
 def ensure_packages(packages: tuple[str, ...] = BUILD_PACKAGES) -> dict[str, str]:
     """Install what is missing of `packages` (root only); return package -> version."""
-    missing = [p for p in packages if installed_version(p) is None]
+    missing = [p for p, v in installed_versions(packages).items() if v is None]
     if missing:
         if os.geteuid() != 0:
             raise ImageError(f"the ppc440 guest build needs Debian packages not installed: "
@@ -137,7 +142,7 @@ def ensure_packages(packages: tuple[str, ...] = BUILD_PACKAGES) -> dict[str, str
         except ImageError:
             apt_get("update")
             apt_get("install", "--no-install-recommends", *missing)
-    versions = {p: installed_version(p) for p in packages}
+    versions = installed_versions(packages)
     still = [p for p, v in versions.items() if v is None]
     if still:
         raise ImageError(f"apt-get install left {' '.join(still)} not installed")
@@ -245,11 +250,21 @@ def deb_src_stanzas(sources: list[AptSource], codename: str) -> str:
 
 
 def busybox_source_version() -> str | None:
-    """The busybox source version `apt-get source` would fetch, from apt's local index."""
-    result = subprocess.run(["apt-get", "source", "--print-uris", "-q", BUSYBOX_SOURCE],
+    """The newest busybox source version in apt's local index, without its epoch (as in the .dsc name).
+
+    `apt-cache showsrc` reads only the source index: a cached run stays fast.
+    """
+    result = subprocess.run(["apt-cache", "showsrc", "--only-source", BUSYBOX_SOURCE],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    m = re.search(rf"^'\S+' {BUSYBOX_SOURCE}_(\S+)\.dsc ", result.stdout, re.MULTILINE)
-    return m.group(1) if result.returncode == 0 and m else None
+    versions = re.findall(r"^Version: (\S+)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or not versions:
+        return None
+    newest = versions[0]
+    for v in versions[1:]:
+        if subprocess.run(["dpkg", "--compare-versions", v, "gt", newest],
+                          stdin=subprocess.DEVNULL).returncode == 0:
+            newest = v
+    return newest.split(":", 1)[-1]
 
 
 def ensure_busybox_source_index() -> str:
@@ -385,7 +400,7 @@ def build_busybox(out: Path, work: Path, version: str, jobs: int) -> None:
     work.mkdir(parents=True)
     log = work / "build.log"
     progress(f"fetching the {BUSYBOX_SOURCE} {version} source package")
-    # `version` is the .dsc's (no epoch), the candidate apt fetches: no pin needed, but checked
+    # apt fetches the source of busybox's candidate, normally the newest: checked, not pinned
     logged(["apt-get", "source", "-q", "--only-source", BUSYBOX_SOURCE], log,
            f"apt-get source {BUSYBOX_SOURCE}", cwd=work)
     if not (work / f"{BUSYBOX_SOURCE}_{version}.dsc").exists():
