@@ -25,7 +25,7 @@ from kvmpy.kvm import JitSettings
 from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
 from kvmpy.vmm.runner import RunOutcome
 from kvmpy.vmm.serial import BufferSerial
-from tests.qemu_ref import malta_session_argv
+from tests.qemu_ref import bamboo_session_argv, malta_session_argv
 
 PROMPT = b"kvmpy# "
 CURSOR_QUERY = b"\x1b[6n"
@@ -176,11 +176,7 @@ class QemuBambooSession(ProcessSession):
 
     def __init__(self, kernel: Path, initrd: Path, mem_size_mib: int = 256,
                  extra_args: Sequence[str] = ()) -> None:
-        super().__init__([
-            "qemu-system-ppc", "-M", "bamboo", "-m", str(mem_size_mib), "-nic", "none",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", APPEND,
-            "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *extra_args,
-        ])
+        super().__init__(bamboo_session_argv(kernel, initrd, APPEND, mem_size_mib, tuple(extra_args)))
 
 
 class KvmpyCommandSession(ProcessSession):
