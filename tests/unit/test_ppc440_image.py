@@ -86,8 +86,9 @@ def test_the_kernel_fragment_is_checked_against_the_final_config():
 def test_busybox_config_changes_apply_or_fail():
     config = "CONFIG_A=y\n# CONFIG_STATIC is not set\nCONFIG_TC=y\nCONFIG_UDHCPC_DEFAULT_SCRIPT=\"/x\"\n"
     out = ppc440.set_config(config, ppc440.BUSYBOX_CONFIG)
-    assert out.splitlines() == ["CONFIG_A=y", "CONFIG_STATIC=y", "# CONFIG_TC is not set",
+    assert out.splitlines() == ["CONFIG_A=y", "CONFIG_STATIC=y", "CONFIG_TC=y",
                                 'CONFIG_UDHCPC_DEFAULT_SCRIPT="/etc/udhcpc/default.script"']
+    assert ppc440.set_config("CONFIG_TC=y\n", {"CONFIG_TC": None}) == "# CONFIG_TC is not set\n"
     with pytest.raises(ImageError, match="CONFIG_STATIC"):
         ppc440.set_config("CONFIG_A=y\n", {"CONFIG_STATIC": "y"})
 
