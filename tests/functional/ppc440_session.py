@@ -65,9 +65,7 @@ def run_session(session: GuestSession, timeout_s: float = 120) -> dict[str, str]
 def check_outputs(outputs: dict[str, str], append: str) -> None:
     """What must hold on any correct 440 bamboo, emulated or simulated."""
     uname = outputs["uname"].split()
-    assert uname[:3] == ["Linux", "(none)", "6.1.192"] or (
-        uname[:2] == ["Linux", "(none)"] and uname[2].startswith("6.1.")
-    ), outputs["uname"]
+    assert uname[:2] == ["Linux", "(none)"] and uname[2].startswith("6.1."), outputs["uname"]
     assert uname[-2:] == ["ppc", "GNU/Linux"], outputs["uname"]
     cpu = cpuinfo_fields(outputs["cpuinfo"])
     assert cpu["cpu"].startswith("440EP"), cpu

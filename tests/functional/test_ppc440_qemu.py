@@ -10,38 +10,32 @@ take it from ~/.cache/kvmpy/ppc440.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from kvmpy.vmm.images.common import ImageError
-from kvmpy.vmm.images.ppc440 import prepare
+from kvmpy.vmm.images.ppc440 import NeedsRootError, prepare
 from tests.conftest import _dependency_missing, host_tool
 from tests.functional import ppc440_session
 from tests.functional.guest_session import APPEND, QemuBambooSession
 
+# QEMU boots it in 1-2 s; the margin is for a machine busy with other work
 BOOT_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
 def image():
+    host_tool("qemu-system-ppc")  # before a build that may take half an hour
     try:
         return prepare()
-    except ImageError as exc:
-        if "not installed" in str(exc) or "needs root" in str(exc):
-            _dependency_missing(str(exc))
-        raise
+    except NeedsRootError as exc:
+        _dependency_missing(str(exc))
 
 
 @pytest.mark.slow
 @pytest.mark.qemu
 def test_ppc440_guest_session_under_qemu_bamboo(image):
-    host_tool("qemu-system-ppc")
     session = QemuBambooSession(image.kernel, image.initrd)
     try:
-        start = time.monotonic()
         ppc440_session.wait_for_shell(session, BOOT_TIMEOUT_S)
-        boot_s = time.monotonic() - start
         transcript = bytes(session.transcript).decode(errors="replace")
         # the kernel found the board and its devices the way the docs say
         assert "Hardware name: amcc,bamboo 440EP" in transcript
@@ -52,6 +46,5 @@ def test_ppc440_guest_session_under_qemu_bamboo(image):
         ppc440_session.check_outputs(outputs, APPEND)
         session.send("reboot -f")
         assert session.wait_exit(60) == 0
-        assert boot_s < BOOT_TIMEOUT_S
     finally:
         session.close()

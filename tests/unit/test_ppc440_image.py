@@ -102,7 +102,7 @@ def test_missing_packages_without_root_name_them(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(ppc440, "installed_versions",
                         lambda ps: {p: None if p == "bison" else "1" for p in ps})
     monkeypatch.setattr(ppc440.os, "geteuid", lambda: 1000)
-    with pytest.raises(ImageError, match="not installed: bison"):
+    with pytest.raises(ppc440.NeedsRootError, match="not installed: bison"):
         ppc440.ensure_packages()
 
 

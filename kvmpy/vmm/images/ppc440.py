@@ -46,7 +46,7 @@ from kvmpy.vmm.errors import VmmError
 from kvmpy.vmm.images.common import CACHE_ROOT, ImageError, run
 from kvmpy.vmm.images.initramfs import RECIPE, build_initramfs
 
-__all__ = ["BUILD_PACKAGES", "ImageError", "Ppc440Image", "prepare"]
+__all__ = ["BUILD_PACKAGES", "ImageError", "NeedsRootError", "Ppc440Image", "prepare"]
 
 DEFAULT_CACHE = CACHE_ROOT / "ppc440"
 
@@ -96,6 +96,10 @@ DEB_SRC_FILE = APT_SOURCES_DIR / "kvmpy-deb-src.sources"
 PROGRESS_PREFIX = "ppc440:"
 
 
+class NeedsRootError(ImageError):
+    """The machine lacks a build package or the deb-src entry, and only root can add them."""
+
+
 @dataclass(frozen=True)
 class Ppc440Image:
     kernel: Path  # the ELF vmlinux
@@ -133,7 +137,7 @@ def ensure_packages(packages: tuple[str, ...] = BUILD_PACKAGES) -> dict[str, str
     missing = [p for p, v in installed_versions(packages).items() if v is None]
     if missing:
         if os.geteuid() != 0:
-            raise ImageError(f"the ppc440 guest build needs Debian packages not installed: "
+            raise NeedsRootError(f"the ppc440 guest build needs Debian packages not installed: "
                              f"{' '.join(missing)} (install them as root, or run this as root)")
         progress(f"installing {' '.join(missing)}")
         try:
@@ -274,7 +278,7 @@ def ensure_busybox_source_index() -> str:
     text = deb_src_stanzas(machine_sources(), debian_codename())
     if not DEB_SRC_FILE.exists() or DEB_SRC_FILE.read_text() != text:
         if os.geteuid() != 0:
-            raise ImageError(f"apt knows no busybox source package and adding {DEB_SRC_FILE} needs root")
+            raise NeedsRootError(f"apt knows no busybox source package and adding {DEB_SRC_FILE} needs root")
         progress(f"adding {DEB_SRC_FILE} (deb-src for this machine's Debian mirrors)")
         DEB_SRC_FILE.write_text(text)
     apt_get("update")
@@ -417,6 +421,8 @@ def build_busybox(out: Path, work: Path, version: str, jobs: int) -> None:
     progress(f"building busybox (static, make -j{jobs}; log {log})")
     logged(["make", "-C", str(build), f"-j{jobs}", "busybox", "busybox.links"], log,
            "building busybox", env=env)
+    if bad := config_mismatches(BUSYBOX_CONFIG, config.read_text()):
+        raise ImageError(f"busybox's build did not keep {', '.join(bad)}")
     check_static_powerpc(build / "busybox")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(build / "busybox", out / "busybox.tmp")
