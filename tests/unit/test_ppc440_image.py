@@ -116,3 +116,9 @@ def test_installed_versions_reads_dpkg_and_reports_missing_packages():
     versions = ppc440.installed_versions(("dpkg", "kvmpy-no-such-package"))
     assert versions["kvmpy-no-such-package"] is None
     assert versions["dpkg"] and versions["dpkg"][0].isdigit()
+
+
+def test_without_debian_tools_the_error_says_so(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ImageError, match="dpkg-query not found"):
+        ppc440.installed_versions(("dpkg",))

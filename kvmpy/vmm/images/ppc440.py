@@ -115,10 +115,17 @@ def progress(message: str) -> None:
 # --- Debian packages ---------------------------------------------------------------------------
 
 
+def query(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a Debian query tool whose non-zero exit is an answer ("not found"), not a failure."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise ImageError(f"{cmd[0]} not found: the ppc440 guest is built on Debian 12") from exc
+
+
 def installed_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
     """package -> installed version, or None when it is not installed (one dpkg-query call)."""
-    result = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status} ${Version}\n",
-                             *packages], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    result = query(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status} ${Version}\n", *packages])
     found: dict[str, str | None] = dict.fromkeys(packages)
     for line in result.stdout.splitlines():
         name, status, version = (line.split(" ", 2) + ["", ""])[:3]
@@ -257,15 +264,13 @@ def busybox_source_version() -> str | None:
 
     `apt-cache showsrc` reads only the source index: a cached run stays fast.
     """
-    result = subprocess.run(["apt-cache", "showsrc", "--only-source", BUSYBOX_SOURCE],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    result = query(["apt-cache", "showsrc", "--only-source", BUSYBOX_SOURCE])
     versions = re.findall(r"^Version: (\S+)$", result.stdout, re.MULTILINE)
     if result.returncode != 0 or not versions:
         return None
     newest = versions[0]
     for v in versions[1:]:
-        if subprocess.run(["dpkg", "--compare-versions", v, "gt", newest],
-                          stdin=subprocess.DEVNULL).returncode == 0:
+        if query(["dpkg", "--compare-versions", v, "gt", newest]).returncode == 0:
             newest = v
     return newest.split(":", 1)[-1]
 
