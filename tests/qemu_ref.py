@@ -225,3 +225,29 @@ def malta_session_argv(
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
         "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *disks, *extra,
     ]
+
+
+QEMU_PPC = "qemu-system-ppc"
+
+
+def bamboo_session_argv(
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    mem_size_mib: int = 256,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The QEMU command line of a Linux session on the PowerPC 440 bamboo board.
+
+    QEMU 7.2's bamboo loads the ELF vmlinux at its physical addresses and
+    gives the kernel /usr/share/qemu/bamboo.dtb (qemu-system-data, a Depends
+    of qemu-system-ppc) patched with memory size, initrd and bootargs; that
+    is the only data file it opens. Its default NIC is an e1000 on the PCI
+    bus, which no session wants (`-nic none`); it has no VGA. See
+    docs/ppc440-guest.md.
+    """
+    return [
+        QEMU_PPC, "-M", "bamboo", "-m", str(mem_size_mib), "-nic", "none",
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+        "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio", *extra,
+    ]

@@ -25,7 +25,7 @@ from kvmpy.kvm import JitSettings
 from kvmpy.vmm.machines.malta import DriveSpec, Malta, MaltaConfig, NetSpec
 from kvmpy.vmm.runner import RunOutcome
 from kvmpy.vmm.serial import BufferSerial
-from tests.qemu_ref import malta_session_argv
+from tests.qemu_ref import bamboo_session_argv, malta_session_argv
 
 PROMPT = b"kvmpy# "
 CURSOR_QUERY = b"\x1b[6n"
@@ -65,10 +65,17 @@ class GuestSession:
         tail = bytes(self.transcript[-1500:]).decode(errors="replace")
         raise SessionError(f"no {pattern!r} within {timeout_s} s; console ends with:\n{tail}")
 
-    def wait_for_shell(self, timeout_s: float) -> None:
+    def wait_for_shell(self, timeout_s: float, cursor_query: bool = True) -> None:
+        """Wait for the first prompt, then quiet the console (see the module docstring).
+
+        `cursor_query`: the shell asks for the cursor position after its prompt
+        (busybox with FEATURE_EDITING_ASK_TERMINAL, as Debian builds it; the
+        defconfig busybox of the ppc440 guest does not).
+        """
         end = self.wait_for(re.escape(PROMPT), timeout_s)
-        # let the shell finish its prompt (and the cursor query) before typing
-        self.wait_for(re.escape(CURSOR_QUERY), 5, end)
+        if cursor_query:
+            # let the shell finish its prompt (and the cursor query) before typing
+            self.wait_for(re.escape(CURSOR_QUERY), 5, end)
         self.run("stty -echo")
         # kernel messages on the console would interleave with command output
         self.run("dmesg -n 1")
@@ -158,6 +165,18 @@ class QemuSession(ProcessSession):
                  drives: Sequence[Path] = (), extra_args: Sequence[str] = ()) -> None:
         super().__init__(malta_session_argv(
             kernel, initrd, APPEND, cpu, mem_size_mib, tuple(drives), tuple(extra_args)))
+
+
+class QemuBambooSession(ProcessSession):
+    """The PowerPC 440 reference: QEMU's AMCC bamboo board (440EP), console on its first UART.
+
+    QEMU loads the ELF vmlinux itself and hands the kernel its own bamboo.dtb
+    (from qemu-system-data), patched with the initrd and command line.
+    """
+
+    def __init__(self, kernel: Path, initrd: Path, mem_size_mib: int = 256,
+                 extra_args: Sequence[str] = ()) -> None:
+        super().__init__(bamboo_session_argv(kernel, initrd, APPEND, mem_size_mib, tuple(extra_args)))
 
 
 class KvmpyCommandSession(ProcessSession):

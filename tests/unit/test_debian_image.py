@@ -1,4 +1,4 @@
-"""The Debian image builder's pieces: module dependency order and the cpio writer."""
+"""The image builders' pieces: module dependency order, the cpio writer, the initramfs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kvmpy.vmm.images.debian import CpioWriter, ImageError, build_initramfs, resolve_modules
+from kvmpy.vmm.images.common import ImageError
+from kvmpy.vmm.images.debian import resolve_modules
+from kvmpy.vmm.images.initramfs import CpioWriter, build_initramfs
 
 
 def make_module(path: Path, depends: str) -> None:
@@ -58,6 +60,8 @@ def parse_newc(archive: bytes) -> dict[str, tuple[int, bytes]]:
         if name == "TRAILER!!!":
             return out
         out[name] = (mode, data)
+        if mode & 0o170000 == 0o020000:
+            out[name] = (mode, (fields[9], fields[10]))  # a device: its rdev major, minor
 
 
 def test_cpio_newc_round_trip():
@@ -65,26 +69,45 @@ def test_cpio_newc_round_trip():
     w.directory("bin")
     w.file("bin/tool", b"\x7fELF" + bytes(13), 0o755)
     w.symlink("bin/sh", "tool")
+    w.device("dev/console", 5, 1)
     entries = parse_newc(w.finish())
     assert entries["bin"][0] == 0o040755
     assert entries["bin/tool"] == (0o100755, b"\x7fELF" + bytes(13))
     assert entries["bin/sh"] == (0o120777, b"tool")
+    assert entries["dev/console"] == (0o020600, (5, 1))
 
 
 def test_initramfs_holds_init_busybox_and_modules(tmp_path: Path):
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"BUSYBOX")
     out = tmp_path / "initrd.gz"
-    build_initramfs(busybox, [("lib/modules/v/kernel/x.ko", b"KO")], out)
+    build_initramfs(busybox, out, [("lib/modules/v/kernel/x.ko", b"KO")])
     entries = parse_newc(gzip.decompress(out.read_bytes()))
     assert entries["bin/busybox"] == (0o100755, b"BUSYBOX")
     assert entries["init"][0] == 0o100755 and entries["init"][1].startswith(b"#!/bin/busybox sh")
     assert entries["lib/modules/v/kernel/x.ko"][1] == b"KO"
     assert entries["etc/modules"][1] == b"/lib/modules/v/kernel/x.ko\n"
+    assert entries["dev/console"] == (0o020600, (5, 1))
     # busybox udhcpc's default script (Debian's path), executable, so `udhcpc -i eth0` configures eth0
     mode, script = entries["etc/udhcpc/default.script"]
     assert mode == 0o100755 and b"ip addr add" in script
     # the same inputs give the same bytes (gzip mtime pinned)
     again = tmp_path / "again.gz"
-    build_initramfs(busybox, [("lib/modules/v/kernel/x.ko", b"KO")], again)
+    build_initramfs(busybox, again, [("lib/modules/v/kernel/x.ko", b"KO")])
     assert again.read_bytes() == out.read_bytes()
+
+
+
+def test_uncompressed_initramfs_links_applets_into_bin(tmp_path: Path):
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"BUSYBOX")
+    out = tmp_path / "initrd.cpio"
+    build_initramfs(busybox, out, applets=["awk", "sha256sum", "sh", "busybox"], compress=False)
+    entries = parse_newc(out.read_bytes())
+    assert entries["bin/awk"] == (0o120777, b"busybox")
+    assert entries["bin/sha256sum"] == (0o120777, b"busybox")
+    assert entries["bin/sh"] == (0o120777, b"busybox")
+    assert entries["bin/busybox"] == (0o100755, b"BUSYBOX")
+    assert entries["etc/modules"][1] == b""
+    with pytest.raises(ValueError, match="applet"):
+        build_initramfs(busybox, out, applets=["../etc/passwd"], compress=False)
