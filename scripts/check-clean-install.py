@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.qemu_ref import malta_session_argv, qemu_command  # noqa: E402  (the suite's own command lines)
+from tests.qemu_ref import bamboo_session_argv, malta_session_argv, qemu_command  # noqa: E402
 from tests.qemu_ref_ppc import qemu_bamboo_command  # noqa: E402
 
 INSTALL_SCRIPT = REPO / "scripts" / "install-test-deps.sh"
@@ -61,6 +61,12 @@ TOOLS = {
     "powerpc-linux-gnu-ld": "tests/guests/ppc/build.py",
     "powerpc-linux-gnu-objdump": "tests/guests/ppc/build.py",
     "dtc": "tests/unit/test_bamboo_fdt.py",
+    "powerpc-linux-gnu-gcc": "kvmpy/vmm/images/ppc440.py (the 440 kernel and busybox)",
+    "make": "kvmpy/vmm/images/ppc440.py",
+    "bison": "kvmpy/vmm/images/ppc440.py",
+    "flex": "kvmpy/vmm/images/ppc440.py",
+    "bc": "kvmpy/vmm/images/ppc440.py",
+    "dpkg-source": "kvmpy/vmm/images/ppc440.py (apt-get source busybox)",
 }
 
 QEMU_START_S = 3.0
@@ -197,6 +203,8 @@ def main() -> int:
             "Linux sessions with a disk (tests/functional/guest_session.py)": malta_session_argv(
                 kernel, initrd, "console=ttyS0", drives=(disk,)),
             "PowerPC 440 guests (tests/qemu_ref_ppc.py)": qemu_bamboo_command(kernels["ppc"]),
+            "PowerPC 440 Linux sessions (tests/functional/guest_session.py)": bamboo_session_argv(
+                kernels["ppc"], initrd, "console=ttyS0"),
         }
         for name, argv in qemu_runs.items():
             full = [*argv, "-S"]

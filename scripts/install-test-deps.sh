@@ -37,6 +37,15 @@ PACKAGES=(
     qemu-system-ppc
     strace
 )
+# What building the PowerPC 440 guest needs (kernel and busybox from Debian's
+# sources): named once, in the image builder, read from there.
+mapfile -t GUEST_BUILD_PACKAGES < <(cd "$(dirname "$0")/.." && python3 -c \
+    'from kvmpy.vmm.images.ppc440 import BUILD_PACKAGES; print(*BUILD_PACKAGES, sep="\n")')
+if [[ ${#GUEST_BUILD_PACKAGES[@]} -eq 0 ]]; then
+    echo "install-test-deps: cannot read BUILD_PACKAGES from kvmpy/vmm/images/ppc440.py" >&2
+    exit 1
+fi
+PACKAGES+=("${GUEST_BUILD_PACKAGES[@]}")
 FOREIGN_ARCH=mipsel
 
 if [[ ${1:-} == --bench ]]; then
