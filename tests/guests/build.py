@@ -321,27 +321,50 @@ def build_all(
         return {name: fut.result() for name, fut in futures.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_cli(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    guests: Sequence[Any],
+    build: Callable[..., dict[str, Path]],
+    default_out_dir: Path,
+) -> int:
+    """The command line of a guest builder: build the named `guests` (default all) with `build`.
+
+    `guests` are dataclasses with a `name`; `build` is the builder's
+    `build_all`. Shared by the MIPS and the PowerPC guest builders.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("names", nargs="*", help="guests to build (default: all)")
-    parser.add_argument("-o", "--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("-o", "--out-dir", type=Path, default=default_out_dir)
     parser.add_argument("-f", "--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--list", action="store_true", help="print the guest table as JSON and exit")
     args = parser.parse_args(argv)
     if args.list:
-        print(json.dumps([asdict(g) for g in GUESTS], indent=2))
+        print(json.dumps([asdict(g) for g in guests], indent=2))
         return 0
-    unknown = [n for n in args.names if n not in GUESTS_BY_NAME]
+    known = {g.name for g in guests}
+    unknown = [n for n in args.names if n not in known]
     if unknown:
         parser.error(f"unknown guest(s): {', '.join(unknown)}")
     try:
-        built = build_all(args.out_dir, names=args.names or None, force=args.force)
+        built = build(args.out_dir, names=args.names or None, force=args.force)
     except GuestBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name, path in built.items():
         print(f"{name}: {path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        guests=GUESTS,
+        build=build_all,
+        default_out_dir=DEFAULT_OUT_DIR,
+    )
 
 
 if __name__ == "__main__":

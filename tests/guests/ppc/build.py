@@ -14,7 +14,6 @@ script: ``python tests/guests/ppc/build.py [--force] [NAME...]``.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,7 @@ from tests.guests.build import (  # noqa: E402
     ToolchainMissingError,
     _make,
     _resolve_out_dir,
+    run_cli,
 )
 
 PPC_DIR = Path(__file__).resolve().parent
@@ -149,22 +149,13 @@ def build_all(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="guests to build (default: all)")
-    parser.add_argument("-o", "--out-dir", type=Path, default=DEFAULT_OUT_DIR)
-    parser.add_argument("-f", "--force", action="store_true")
-    args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in GUESTS_BY_NAME]
-    if unknown:
-        parser.error(f"unknown guest(s): {', '.join(unknown)}")
-    try:
-        built = build_all(args.out_dir, names=args.names or None, force=args.force)
-    except GuestBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for name, path in built.items():
-        print(f"{name}: {path}")
-    return 0
+    return run_cli(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        guests=GUESTS,
+        build=build_all,
+        default_out_dir=DEFAULT_OUT_DIR,
+    )
 
 
 if __name__ == "__main__":
