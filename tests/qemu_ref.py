@@ -127,26 +127,31 @@ def run_qemu(
     elf = Path(elf)
     if not elf.is_file():
         raise QemuError(f"no such guest ELF: {elf}")
-    cmd = qemu_command(elf, cpu, extra, icount=icount)
+    return run_until_exit(qemu_command(elf, cpu, extra, icount=icount), elf, f"QEMU ({cpu})", timeout_s)
+
+
+def run_until_exit(cmd: list[str], elf: Path, what: str, timeout_s: float) -> bytes:
+    """Run the QEMU command line `cmd` for guest `elf` to its exit; return its stdout (the UART).
+
+    A guest still running after `timeout_s` is killed: QemuTimeoutError with
+    the partial output in ``.output``. A non-zero exit is a QemuError.
+    `what` names the QEMU in the messages. Shared by the Malta and bamboo runners.
+    """
     try:
         proc = subprocess.run(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired as exc:
         # subprocess.run has killed QEMU already.
         partial = exc.output if isinstance(exc.output, bytes) else b""
         raise QemuTimeoutError(
-            f"{elf.name}: QEMU ({cpu}) still running after {timeout_s:g}s, killed; "
+            f"{elf.name}: {what} still running after {timeout_s:g}s, killed; "
             f"output so far ends with {partial[-200:]!r}",
             partial,
         ) from exc
     if proc.returncode != 0:
         raise QemuError(
-            f"{elf.name}: {QEMU} exited with {proc.returncode}: "
+            f"{elf.name}: {cmd[0]} exited with {proc.returncode}: "
             f"{proc.stderr.decode(errors='replace').strip()}",
             proc.stdout,
         )

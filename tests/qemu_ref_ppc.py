@@ -2,8 +2,8 @@
 
 ``run_qemu_bamboo(elf)`` boots ``elf`` with ``-kernel`` and returns what the
 guest wrote to the first UART. The guests end with a DBCR0 system reset,
-which ``-no-reboot`` turns into QEMU exiting with status 0. The error
-classes are the MIPS runner's (tests/qemu_ref.py).
+which ``-no-reboot`` turns into QEMU exiting with status 0. Running QEMU
+and its errors are the MIPS runner's (tests/qemu_ref.py).
 
 QEMU 7.2 facts the guests and the harness rely on (measured):
 
@@ -20,10 +20,9 @@ QEMU 7.2 facts the guests and the harness rely on (measured):
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-from tests.qemu_ref import QemuError, QemuMissingError, QemuTimeoutError
+from tests.qemu_ref import QemuMissingError, run_until_exit
 
 QEMU_PPC = "qemu-system-ppc"
 
@@ -44,19 +43,5 @@ def run_qemu_bamboo(elf: Path, timeout_s: float = 30) -> bytes:
     """Run ``elf`` on QEMU's bamboo; return the bytes the guest sent to the UART."""
     if not qemu_ppc_available():
         raise QemuMissingError(f"{QEMU_PPC} not found on PATH (Debian package qemu-system-ppc)")
-    try:
-        proc = subprocess.run(
-            qemu_bamboo_command(Path(elf)), stdin=subprocess.DEVNULL, capture_output=True,
-            timeout=timeout_s, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        partial = exc.output if isinstance(exc.output, bytes) else b""
-        message = f"{Path(elf).name}: QEMU bamboo still running after {timeout_s:g}s"
-        raise QemuTimeoutError(message, partial) from exc
-    if proc.returncode != 0:
-        raise QemuError(
-            f"{Path(elf).name}: {QEMU_PPC} exited with {proc.returncode}: "
-            f"{proc.stderr.decode(errors='replace')}",
-            proc.stdout,
-        )
-    return proc.stdout
+    elf = Path(elf)
+    return run_until_exit(qemu_bamboo_command(elf), elf, "QEMU bamboo", timeout_s)

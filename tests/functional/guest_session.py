@@ -33,6 +33,16 @@ CURSOR_REPLY = b"\x1b[24;1R"
 APPEND = "console=ttyS0"
 
 
+def cpuinfo_fields(text: str) -> dict[str, str]:
+    """A guest's /proc/cpuinfo as key -> value (the last processor's, if it lists several)."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
 class SessionError(AssertionError):
     pass
 

@@ -14,7 +14,7 @@ import hashlib
 import math
 import re
 
-from tests.functional.guest_session import GuestSession
+from tests.functional.guest_session import GuestSession, cpuinfo_fields
 
 # A file the guest writes with busybox printf, then hashes and gzips.
 FILE_LINES = 400
@@ -77,15 +77,6 @@ def check_outputs(outputs: dict[str, str], append: str) -> None:
     # the round trip restored the file (and gunzip removed the .gz)
     assert outputs["gzip"].split() == [digest, "/tmp/f", "/tmp/f"]
     assert outputs["cmdline"].strip() == append
-
-
-def cpuinfo_fields(text: str) -> dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
 
 
 # cpuinfo lines that measure the host rather than describe the guest

@@ -16,7 +16,7 @@ import pytest
 
 from kvmpy.vmm.images.debian import prepare
 from kvmpy.vmm.runner import StopReason
-from tests.functional.guest_session import KvmpySession, QemuSession
+from tests.functional.guest_session import KvmpySession, QemuSession, cpuinfo_fields
 
 COMMANDS = {
     "uname": "uname -a",
@@ -46,15 +46,6 @@ CPU_MODEL_FIELDS = ("cpu model", "BogoMIPS", "tlb_entries", "extra interrupt vec
                     "hardware watchpoint", "isa", "ASEs implemented", "Options implemented",
                     "kscratch registers")
 TE_SAME_AS_QEMU = ("cpu model", "isa", "extra interrupt vector", "kscratch registers")
-
-
-def cpuinfo_fields(text: str) -> dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
 
 
 def normalise(name: str, text: str) -> str:

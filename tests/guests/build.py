@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -207,17 +207,41 @@ def _atomic_output(target: Path) -> Path:
     return Path(tmp)
 
 
-def _compile(src: Path, obj: Path, deps: Sequence[Path], force: bool) -> Path:
-    if not force and not _is_stale(obj, [src, *deps]):
-        return obj
-    obj.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_output(obj)
+def _make(
+    target: Path,
+    deps: Iterable[Path],
+    command: Callable[[Path], Sequence[str]],
+    force: bool,
+    *,
+    disassemble: Callable[[Path], Sequence[str]] | None = None,
+) -> Path:
+    """Make `target` with `command(tmp)` unless it is newer than `deps` (or `force`); return it.
+
+    The command writes a temporary file that is renamed onto `target` only
+    once it succeeded, so an interrupted build never leaves a truncated
+    output that looks up to date. With `disassemble`, that command's output
+    for the new file is written next to it as `<target stem>.dis`.
+    Shared by the MIPS and the PowerPC guest builders.
+    """
+    if not force and not _is_stale(target, deps):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_output(target)
     try:
-        _run([CC, *CFLAGS, f"-I{GUESTS_DIR}", "-c", str(src), "-o", str(tmp)])
-        os.replace(tmp, obj)
+        _run(command(tmp))
+        if disassemble is not None:
+            dis = subprocess.run(disassemble(tmp), capture_output=True, text=True, check=False)
+            target.with_suffix(".dis").write_text(dis.stdout)
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    return obj
+    return target
+
+
+def _compile(src: Path, obj: Path, deps: Sequence[Path], force: bool) -> Path:
+    return _make(
+        obj, [src, *deps], lambda tmp: [CC, *CFLAGS, f"-I{GUESTS_DIR}", "-c", str(src), "-o", str(tmp)], force
+    )
 
 
 def _common_deps() -> list[Path]:
@@ -242,38 +266,29 @@ def _build_one(guest: Guest, out_dir: Path, runtime: list[Path], force: bool) ->
     elf = out_dir / f"{guest.name}.elf"
     deps = [*_common_deps(), *(GUESTS_DIR / d for d in guest.extra_deps)]
     obj = _compile(guest.path, out_dir / "obj" / f"{guest.name}.o", deps, force)
-    if not force and not _is_stale(elf, [obj, *runtime, GUESTS_DIR / "link.ld"]):
-        return elf
-    tmp = _atomic_output(elf)
-    try:
-        _run(
-            [
-                CC,
-                *CFLAGS,
-                *LDFLAGS,
-                "-T",
-                str(GUESTS_DIR / "link.ld"),
-                *map(str, runtime),
-                str(obj),
-                "-o",
-                str(tmp),
-            ]
-        )
-        dis = subprocess.run(
-            [OBJDUMP, "-d", "-M", "reg-names=numeric", "--no-show-raw-insn", str(tmp)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        (out_dir / f"{guest.name}.dis").write_text(dis.stdout)
-        os.replace(tmp, elf)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return elf
+    link_script = GUESTS_DIR / "link.ld"
+    return _make(
+        elf,
+        [obj, *runtime, link_script],
+        lambda tmp: [
+            CC,
+            *CFLAGS,
+            *LDFLAGS,
+            "-T",
+            str(link_script),
+            *map(str, runtime),
+            str(obj),
+            "-o",
+            str(tmp),
+        ],
+        force,
+        disassemble=lambda tmp: [OBJDUMP, "-d", "-M", "reg-names=numeric", "--no-show-raw-insn", str(tmp)],
+    )
 
 
-def _resolve_out_dir(out_dir: Path | str | None) -> Path:
-    path = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
+def _resolve_out_dir(out_dir: Path | str | None, default: Path = DEFAULT_OUT_DIR) -> Path:
+    """`out_dir` (or `default`), created, as an absolute path."""
+    path = Path(out_dir) if out_dir is not None else default
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 
@@ -306,27 +321,50 @@ def build_all(
         return {name: fut.result() for name, fut in futures.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_cli(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    guests: Sequence[Any],
+    build: Callable[..., dict[str, Path]],
+    default_out_dir: Path,
+) -> int:
+    """The command line of a guest builder: build the named `guests` (default all) with `build`.
+
+    `guests` are dataclasses with a `name`; `build` is the builder's
+    `build_all`. Shared by the MIPS and the PowerPC guest builders.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("names", nargs="*", help="guests to build (default: all)")
-    parser.add_argument("-o", "--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("-o", "--out-dir", type=Path, default=default_out_dir)
     parser.add_argument("-f", "--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--list", action="store_true", help="print the guest table as JSON and exit")
     args = parser.parse_args(argv)
     if args.list:
-        print(json.dumps([asdict(g) for g in GUESTS], indent=2))
+        print(json.dumps([asdict(g) for g in guests], indent=2))
         return 0
-    unknown = [n for n in args.names if n not in GUESTS_BY_NAME]
+    known = {g.name for g in guests}
+    unknown = [n for n in args.names if n not in known]
     if unknown:
         parser.error(f"unknown guest(s): {', '.join(unknown)}")
     try:
-        built = build_all(args.out_dir, names=args.names or None, force=args.force)
+        built = build(args.out_dir, names=args.names or None, force=args.force)
     except GuestBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name, path in built.items():
         print(f"{name}: {path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        guests=GUESTS,
+        build=build_all,
+        default_out_dir=DEFAULT_OUT_DIR,
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from kvmpy.vmm.bus import Bus, Endian, IrqLine
 from kvmpy.vmm.virtio.blk import SECTOR_SIZE, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk
 from kvmpy.vmm.virtio.mmio import CONFIG_OFFSET, MAGIC_VALUE, VENDOR_ID, Reg, VirtioMmioDevice
-from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, RamView, Virtqueue
+from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, RamView
 from kvmpy.vmm.virtio.rng import VirtioRng
 from kvmpy.vmm.virtio.transport import (
     VIRTIO_F_EVENT_IDX,
@@ -23,25 +22,22 @@ from kvmpy.vmm.virtio.transport import (
     DeviceStatus,
 )
 from tests.unit.fakes import RecordingIrq
+from tests.unit.virtio_fakes import EchoDevice as BaseEchoDevice
 
 RAM_BYTES = 0x40000
 DEFAULT_FEATURES = VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX
 MMIO_BASE = 0xD0000000
 
 
-class EchoDevice:
-    """Copies each chain's readable bytes into its writable ones; a 6-byte config with a 16-bit field."""
+class EchoDevice(BaseEchoDevice):
+    """The echo device with a 6-byte config holding a 16-bit field; a configuration write raises `fail`."""
 
     device_id = 0x2A
     features = 1 << 3
-    num_queues = 2
-    queue_max_size = 16
 
     def __init__(self) -> None:
+        super().__init__()
         self.config = bytearray(b"\x01\x02\x03\x04\x05\x06")
-        self.acked: int | None = None
-        self.resets = 0
-        self.fail: Exception | None = None
 
     def config_read(self, offset: int, size: int) -> int:
         return int.from_bytes(self.config[offset : offset + size].ljust(size, b"\0"), "little")
@@ -51,19 +47,6 @@ class EchoDevice:
             raise self.fail
         if 0 <= offset < len(self.config):
             self.config[offset : offset + size] = value.to_bytes(size, "little")[: len(self.config) - offset]
-
-    def ack_features(self, features: int) -> None:
-        self.acked = features
-
-    def queue_notify(self, index: int, vq: Virtqueue, interrupt: Callable[[], None]) -> None:
-        if self.fail is not None:
-            raise self.fail
-        while (chain := vq.pop()) is not None:
-            vq.push(chain, chain.write_into(chain.read_all()))
-        interrupt()
-
-    def reset(self) -> None:
-        self.resets += 1
 
 
 class Driver:

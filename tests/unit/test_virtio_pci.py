@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,27 +18,23 @@ from kvmpy.vmm.virtio.pci import (
     DeviceStatus,
     VirtioPciDevice,
 )
-from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_WRITE, RamView, Virtqueue
+from kvmpy.vmm.virtio.queue import VIRTQ_DESC_F_WRITE, RamView
 from tests.unit.fakes import RecordingIrq
+from tests.unit.virtio_fakes import EchoDevice as BaseEchoDevice
 
 FEATURE_X = 1 << 5
 ISR = 0x1000
 DEVCFG = 0x2000
 
 
-class EchoDevice:
-    """A two-queue device that copies each chain's readable bytes into its writable ones."""
+class EchoDevice(BaseEchoDevice):
+    """The echo device as an entropy device (ID 4) with a 4-byte configuration space."""
 
     device_id = 4
     features = FEATURE_X
-    num_queues = 2
-    queue_max_size = 16
 
     def __init__(self) -> None:
-        self.notified: list[int] = []
-        self.acked: int | None = None
-        self.resets = 0
-        self.fail: Exception | None = None
+        super().__init__()
         self.config = bytearray(b"\x11\x22\x33\x44")
 
     def config_read(self, offset: int, size: int) -> int:
@@ -48,20 +43,6 @@ class EchoDevice:
     def config_write(self, offset: int, size: int, value: int) -> None:
         if offset < 4:
             self.config[offset : offset + size] = value.to_bytes(size, "little")[: 4 - offset]
-
-    def ack_features(self, features: int) -> None:
-        self.acked = features
-
-    def queue_notify(self, index: int, vq: Virtqueue, interrupt: Callable[[], None]) -> None:
-        self.notified.append(index)
-        if self.fail is not None:
-            raise self.fail
-        while (chain := vq.pop()) is not None:
-            vq.push(chain, chain.write_into(chain.read_all()))
-        interrupt()
-
-    def reset(self) -> None:
-        self.resets += 1
 
 
 def make(mem_bytes: int = 0x10000) -> tuple[VirtioPciDevice, EchoDevice, RecordingIrq, bytearray]:

@@ -1,10 +1,10 @@
-"""Test doubles for virtio device models: guest RAM, chains and a queue without a transport."""
+"""Test doubles for virtio: guest RAM, chains and a queue without a transport, an echo device model."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from kvmpy.vmm.virtio.queue import DescriptorChain, RamView
+from kvmpy.vmm.virtio.queue import DescriptorChain, RamView, Virtqueue
 
 
 class FakeGuest:
@@ -66,3 +66,43 @@ class CountingInterrupt:
 
     def __call__(self) -> None:
         self.count += 1
+
+
+class EchoDevice:
+    """A two-queue device model for transport tests: copies each chain's readable bytes into its writable.
+
+    Records the queues notified, the features acknowledged and the resets;
+    a notification raises `fail` when it is set. Subclasses give the device
+    ID, the features and the configuration space.
+    """
+
+    device_id = 0
+    features = 0
+    num_queues = 2
+    queue_max_size = 16
+
+    def __init__(self) -> None:
+        self.notified: list[int] = []
+        self.acked: int | None = None
+        self.resets = 0
+        self.fail: Exception | None = None
+
+    def config_read(self, offset: int, size: int) -> int:
+        return 0
+
+    def config_write(self, offset: int, size: int, value: int) -> None:
+        pass
+
+    def ack_features(self, features: int) -> None:
+        self.acked = features
+
+    def queue_notify(self, index: int, vq: Virtqueue, interrupt: Callable[[], None]) -> None:
+        self.notified.append(index)
+        if self.fail is not None:
+            raise self.fail
+        while (chain := vq.pop()) is not None:
+            vq.push(chain, chain.write_into(chain.read_all()))
+        interrupt()
+
+    def reset(self) -> None:
+        self.resets += 1

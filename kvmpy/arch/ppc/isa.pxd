@@ -97,15 +97,6 @@ cdef inline uint32_t set_crf(uint32_t cr, uint32_t field, uint32_t value) noexce
     cdef uint32_t sh = (7 - field) * 4
     return (cr & ~(<uint32_t>0xF << sh)) | ((value & 0xF) << sh)
 
-cdef inline uint32_t cntlzw(uint32_t v) noexcept nogil:
-    cdef uint32_t n = 0
-    if v == 0:
-        return 32
-    while not (v & 0x80000000U):
-        v <<= 1
-        n += 1
-    return n
-
 cdef inline uint32_t add_xer(uint32_t a, uint32_t b, uint32_t cin, uint32_t xer,
                              int set_ca, int set_ov, uint32_t* res) noexcept nogil:
     # a + b + cin; returns the new XER with CA and/or OV (and sticky SO) updated

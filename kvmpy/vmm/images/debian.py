@@ -22,8 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvmpy.vmm.errors import VmmError
-from kvmpy.vmm.images.common import CACHE_ROOT, ImageError, run, sha256_file
+from kvmpy.vmm.images.common import CACHE_ROOT, ImageError, image_main, run, sha256_file
 from kvmpy.vmm.images.initramfs import RECIPE, build_initramfs
 
 __all__ = ["DebianImage", "ImageError", "prepare"]
@@ -32,6 +31,7 @@ DEFAULT_CACHE = CACHE_ROOT / "debian"
 KERNEL_META = "linux-image-4kc-malta"
 BUSYBOX = "busybox-static"
 ARCH = "mipsel"
+
 
 @dataclass(frozen=True)
 class DebianImage:
@@ -191,15 +191,7 @@ def prepare(cache: Path = DEFAULT_CACHE) -> DebianImage:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Prepare the Debian Malta guest image.")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    args = ap.parse_args(argv)
-    try:
-        image = prepare(args.cache)
-    except VmmError as exc:
-        print(f"kvmpy: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"kernel={image.kernel}")
-    print(f"initrd={image.initrd}")
-    return 0
+    return image_main(ap, argv, lambda args: prepare(args.cache))
 
 
 if __name__ == "__main__":

@@ -42,8 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvmpy.vmm.errors import VmmError
-from kvmpy.vmm.images.common import CACHE_ROOT, ImageError, run
+from kvmpy.vmm.images.common import CACHE_ROOT, ImageError, image_main, run
 from kvmpy.vmm.images.initramfs import RECIPE, build_initramfs
 
 __all__ = ["BUILD_PACKAGES", "ImageError", "NeedsRootError", "Ppc440Image", "prepare"]
@@ -484,15 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build (or reuse) the PowerPC 440 bamboo guest.")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
-    args = ap.parse_args(argv)
-    try:
-        image = prepare(args.cache, args.jobs)
-    except VmmError as exc:
-        print(f"kvmpy: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"kernel={image.kernel}")
-    print(f"initrd={image.initrd}")
-    return 0
+    return image_main(ap, argv, lambda args: prepare(args.cache, args.jobs))
 
 
 if __name__ == "__main__":

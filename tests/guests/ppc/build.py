@@ -6,7 +6,7 @@ runtime (``crt0.S``) into ``<out_dir>/<name>.elf`` (default
 ``build/guests/ppc/``), with a disassembly next to it. Only binutils are
 needed (Debian's ``binutils-powerpc-linux-gnu``): the guests are plain
 assembly, no C compiler. The staleness checks, atomic writes and command
-running are the MIPS guest builder's (tests/guests/build.py).
+running are the MIPS guest builder's (`_make`) (tests/guests/build.py).
 
 Usable as a module (``build_all``, ``build_guest``, ``GUESTS``) and as a
 script: ``python tests/guests/ppc/build.py [--force] [NAME...]``.
@@ -14,10 +14,7 @@ script: ``python tests/guests/ppc/build.py [--force] [NAME...]``.
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,9 +27,9 @@ from tests.guests.build import (  # noqa: E402
     REPO_ROOT,
     GuestBuildError,
     ToolchainMissingError,
-    _atomic_output,
-    _is_stale,
-    _run,
+    _make,
+    _resolve_out_dir,
+    run_cli,
 )
 
 PPC_DIR = Path(__file__).resolve().parent
@@ -112,16 +109,9 @@ def _deps() -> list[Path]:
 
 
 def _assemble(src: Path, obj: Path, force: bool) -> Path:
-    if not force and not _is_stale(obj, [src, *_deps()]):
-        return obj
-    obj.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_output(obj)
-    try:
-        _run([AS, *ASFLAGS, f"-I{PPC_DIR}", str(src), "-o", str(tmp)])
-        os.replace(tmp, obj)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return obj
+    return _make(
+        obj, [src, *_deps()], lambda tmp: [AS, *ASFLAGS, f"-I{PPC_DIR}", str(src), "-o", str(tmp)], force
+    )
 
 
 def _build_one(guest: PpcGuest, out: Path, force: bool) -> Path:
@@ -129,26 +119,14 @@ def _build_one(guest: PpcGuest, out: Path, force: bool) -> Path:
         raise GuestBuildError(f"guest {guest.name}: source {guest.path} is missing")
     runtime = _assemble(PPC_DIR / RUNTIME, out / "obj" / "_rt_crt0.o", force)
     obj = _assemble(guest.path, out / "obj" / f"{guest.name}.o", force)
-    elf = out / f"{guest.name}.elf"
-    if not force and not _is_stale(elf, [obj, runtime, PPC_DIR / "link.ld"]):
-        return elf
-    tmp = _atomic_output(elf)
-    try:
-        _run([LD, *LDFLAGS, "-T", str(PPC_DIR / "link.ld"), str(runtime), str(obj), "-o", str(tmp)])
-        dis = subprocess.run(
-            [OBJDUMP, "-d", "-M", "440", str(tmp)], capture_output=True, text=True, check=False
-        )
-        (out / f"{guest.name}.dis").write_text(dis.stdout)
-        os.replace(tmp, elf)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return elf
-
-
-def _out(out_dir: Path | str | None) -> Path:
-    path = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
-    path.mkdir(parents=True, exist_ok=True)
-    return path.resolve()
+    link_script = PPC_DIR / "link.ld"
+    return _make(
+        out / f"{guest.name}.elf",
+        [obj, runtime, link_script],
+        lambda tmp: [LD, *LDFLAGS, "-T", str(link_script), str(runtime), str(obj), "-o", str(tmp)],
+        force,
+        disassemble=lambda tmp: [OBJDUMP, "-d", "-M", "440", str(tmp)],
+    )
 
 
 def build_guest(name: str, out_dir: Path | str | None = None, *, force: bool = False) -> Path:
@@ -157,7 +135,7 @@ def build_guest(name: str, out_dir: Path | str | None = None, *, force: bool = F
     if guest is None:
         raise GuestBuildError(f"unknown 440 guest {name!r}; known: {', '.join(GUESTS_BY_NAME)}")
     find_toolchain()
-    return _build_one(guest, _out(out_dir), force)
+    return _build_one(guest, _resolve_out_dir(out_dir, DEFAULT_OUT_DIR), force)
 
 
 def build_all(
@@ -165,28 +143,19 @@ def build_all(
 ) -> dict[str, Path]:
     """Build every guest (or the named ones) if stale; return name -> ELF."""
     find_toolchain()
-    out = _out(out_dir)
+    out = _resolve_out_dir(out_dir, DEFAULT_OUT_DIR)
     selected = list(GUESTS) if names is None else [GUESTS_BY_NAME[n] for n in names]
     return {g.name: _build_one(g, out, force) for g in selected}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="guests to build (default: all)")
-    parser.add_argument("-o", "--out-dir", type=Path, default=DEFAULT_OUT_DIR)
-    parser.add_argument("-f", "--force", action="store_true")
-    args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in GUESTS_BY_NAME]
-    if unknown:
-        parser.error(f"unknown guest(s): {', '.join(unknown)}")
-    try:
-        built = build_all(args.out_dir, names=args.names or None, force=args.force)
-    except GuestBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for name, path in built.items():
-        print(f"{name}: {path}")
-    return 0
+    return run_cli(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        guests=GUESTS,
+        build=build_all,
+        default_out_dir=DEFAULT_OUT_DIR,
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from kvmpy.arch.mips.hw.defs import Stop as _Stop
 from kvmpy.arch.mips.hw.defs cimport Cp0, ExcCode, GExcCode, GuestCtl0, Status, Stop, Tlb
+from kvmpy.sim.bits cimport clz32
 from kvmpy.sim.physmem cimport PhysicalMemory
 
 # Stop members by value, made once: constructing an enum per run() costs more
@@ -101,16 +102,6 @@ cdef inline uint64_t now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
-
-
-cdef inline uint32_t clz32(uint32_t v) noexcept nogil:
-    cdef uint32_t n = 0
-    if v == 0:
-        return 32
-    while not (v & 0x80000000U):
-        v <<= 1
-        n += 1
-    return n
 
 
 cdef inline UtEntry* ut_entry(UtEntry* ut, uint32_t va) noexcept nogil:

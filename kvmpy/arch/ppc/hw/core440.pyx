@@ -45,6 +45,7 @@ cdef extern from "<fenv.h>" nogil:
 from kvmpy.arch.ppc.isa cimport *
 include "../isa_opcodes.pxi"
 from kvmpy.arch.ppc.hw.defs import Stop as _Stop
+from kvmpy.sim.bits cimport clz32
 from kvmpy.sim.physmem cimport PhysicalMemory
 
 _STOP_BY_VALUE = {int(s): s for s in _Stop}
@@ -1214,7 +1215,7 @@ cdef class Core440:
                     k = (s & 0x80000000U) != 0 and n != 0 and (s & ((<uint32_t>1 << n) - 1)) != 0
                 self.xer = (self.xer | XER_CA) if k else (self.xer & ~<uint32_t>XER_CA)
             elif xo == X_CNTLZW:
-                r = cntlzw(s)
+                r = clz32(s)
             elif xo == X_EXTSB:
                 r = <uint32_t><int32_t><int8_t>s
             else:
