@@ -35,6 +35,7 @@ from kvmpy.arch.ppc.uapi import (
     KVM_REG_PPC_TSR,
     KVM_REG_PPC_XER,
     SPR_IDS_BASE,
+    TLB_IDS_BASE,
     Cap,
     Regs,
     VmType,
@@ -231,6 +232,10 @@ class Ppc440Vcpu:
         n = reg_id - kvm_reg(SPR_IDS_BASE)
         return n if 0 <= n < 1024 else None
 
+    def _tlb_word(self, reg_id: int) -> tuple[int, int] | None:
+        n = reg_id - kvm_reg(TLB_IDS_BASE)
+        return divmod(n, 4) if 0 <= n < 4 * 64 else None
+
     def get_one_reg(self, reg_id: int) -> int:
         from kvmpy.arch.ppc.te import emulate
 
@@ -254,6 +259,10 @@ class Ppc440Vcpu:
             return int(core.get_fpr(reg_id - fpr_reg(0)))
         if reg_id == KVM_REG_PPC_FPSCR:
             return int(core.fpscr)
+        tlb = self._tlb_word(reg_id)
+        if tlb is not None:
+            e = impl.guest_tlb.entries[tlb[0]]
+            return (e.w0, e.w1, e.w2, e.tid)[tlb[1]]
         n = self._spr_number(reg_id)
         if n is not None:
             try:
@@ -291,6 +300,14 @@ class Ppc440Vcpu:
             core.set_fpr(reg_id - fpr_reg(0), value)
         elif reg_id == KVM_REG_PPC_FPSCR:
             core.fpscr = value & 0xFFFFFFFF
+        elif (tlb := self._tlb_word(reg_id)) is not None:
+            index, word = tlb
+            if word == 3:
+                if value > 0xFF:
+                    raise RegisterAccessError(f"a TID is 8 bits, not {value:#x}")
+                impl.guest_tlb_set_tid(index, value)
+            else:
+                impl.guest_tlbwe(index, word, value, stid=impl.guest_tlb.entries[index].tid)
         else:
             n = self._spr_number(reg_id)
             if n is None:

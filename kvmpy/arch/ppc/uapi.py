@@ -104,6 +104,20 @@ def spr_reg(spr: int) -> int:
     return kvm_reg(SPR_IDS_BASE + spr)
 
 
+# The guest TLB (kvmpy's own; Linux's 440 KVM had no userspace access to it, and
+# its e500 successor shares the TLB through KVM_CAP_SW_TLB instead): entry
+# `index` (0-63), word 0-2 as tlbre/tlbwe see them, 3 = its TID. A VMM uses
+# them to give a guest the boot loader's mappings (QEMU's bamboo entry state).
+TLB_IDS_BASE = 0x800
+
+
+def tlb_reg(index: int, word: int) -> int:
+    """The ONE_REG id of word `word` (0-2, 3 = TID) of guest TLB entry `index`."""
+    if not (0 <= index < 64 and 0 <= word < 4):
+        raise ValueError(f"guest TLB entry 0-63 and word 0-3, got {index}, {word}")
+    return kvm_reg(TLB_IDS_BASE + 4 * index + word)
+
+
 def reg_size_bytes(reg_id: int) -> int:
     size = reg_id & KVM_REG_SIZE_MASK
     if size == KVM_REG_SIZE_U32:

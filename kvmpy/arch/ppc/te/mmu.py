@@ -29,12 +29,15 @@ from enum import IntEnum
 
 from kvmpy.arch.ppc.hw.defs import (
     NTLB,
+    TLB0_STORED,
     TLB0_TS,
     TLB0_V,
+    TLB1_STORED,
     TLB2_G,
     TLB2_I,
     TLB2_M,
     TLB2_SR,
+    TLB2_STORED,
     TLB2_SW,
     TLB2_SX,
     TLB2_UR,
@@ -72,7 +75,8 @@ class GuestTlbEntry:
 
     @property
     def size_bytes(self) -> int:
-        return 1024 << (2 * ((self.w0 >> 4) & 0xF))
+        size = (self.w0 >> 4) & 0xF
+        return 1 << 32 if size > 11 else 1024 << (2 * size)  # reserved sizes match everything, as the core
 
     @property
     def epn(self) -> int:
@@ -110,11 +114,11 @@ class GuestTlb:
         """tlbwe: (old entry, new entry). Word 0 also takes the TID from MMUCR[STID]."""
         old = self.entries[index]
         if word == 0:
-            new = GuestTlbEntry(value, old.w1, old.w2, stid)
+            new = GuestTlbEntry(value & TLB0_STORED, old.w1, old.w2, stid)
         elif word == 1:
-            new = GuestTlbEntry(old.w0, value, old.w2, old.tid)
+            new = GuestTlbEntry(old.w0, value & TLB1_STORED, old.w2, old.tid)
         else:
-            new = GuestTlbEntry(old.w0, old.w1, value, old.tid)
+            new = GuestTlbEntry(old.w0, old.w1, value & TLB2_STORED, old.tid)
         self.entries[index] = new
         return old, new
 

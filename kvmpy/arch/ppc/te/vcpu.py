@@ -27,6 +27,7 @@ from kvmpy.arch.ppc.hw.defs import (
     MSR_FE0,
     MSR_FE1,
     MSR_FP,
+    MSR_IMPLEMENTED,
     MSR_IS,
     MSR_ME,
     MSR_PR,
@@ -115,7 +116,7 @@ class TeVcpu:
 
     def set_msr(self, value: int) -> None:
         old = self.msr
-        self.msr = value & _MASK32
+        self.msr = value & MSR_IMPLEMENTED
         self._apply_msr(old, self.msr)
 
     def _apply_msr(self, old: int, new: int) -> None:
@@ -129,10 +130,21 @@ class TeVcpu:
             self.pid = pid
             self.shadow.invalidate_all()
 
-    def guest_tlbwe(self, index: int, word: int, value: int) -> None:
-        stid = self.sprs.get(Spr.MMUCR, 0) & 0xFF
+    def guest_tlbwe(self, index: int, word: int, value: int, stid: int | None = None) -> None:
+        """tlbwe of guest TLB entry `index` (word 0 takes its TID from MMUCR[STID] unless `stid` is given)."""
+        if stid is None:
+            stid = self.sprs.get(Spr.MMUCR, 0) & 0xFF
         old, new = self.guest_tlb.write_word(index, word, value, stid)
-        for e in (old, new):
+        self._drop_shadows_of(old, new)
+
+    def guest_tlb_set_tid(self, index: int, tid: int) -> None:
+        old = self.guest_tlb.entries[index]
+        new = GuestTlbEntry(old.w0, old.w1, old.w2, tid)
+        self.guest_tlb.entries[index] = new
+        self._drop_shadows_of(old, new)
+
+    def _drop_shadows_of(self, *entries: GuestTlbEntry) -> None:
+        for e in entries:
             if e.valid:
                 self.shadow.invalidate_range(e.epn, e.size_bytes)
 
