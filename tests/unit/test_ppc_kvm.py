@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import mmap
 import struct
+import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kvmpy.arch.ppc.hw.defs import ESR_PIL, ESR_PPR, ESR_ST, MSR_EE, MSR_PR, Ivor
 from kvmpy.arch.ppc.uapi import KVM_REG_PPC_PC, VmType, gp_reg
-from kvmpy.kvm import DcrExit, Kvm, MmioExit, ResetExit
+from kvmpy.kvm import DcrExit, HaltExit, InternalErrorExit, InterruptedExit, Kvm, MmioExit, ResetExit
 from tests.asm import assemble_ppc
 
 RAM_BYTES = 4 << 20
@@ -224,3 +227,41 @@ def test_kvm_interrupt_values_are_linux_powerpc_ones(irq):
     g.vcpu.interrupt(-2)
     with pytest.raises(ValueError):
         g.vcpu.interrupt(5)
+
+
+_PRIVILEGED_XO = [83, 146, 131, 163, 339, 467, 323, 451, 978, 946, 914, 566, 966, 454, 470]
+_WORDS = st.one_of(
+    st.integers(0, 0xFFFFFFFF),
+    st.builds(lambda xo, fields, rc: (31 << 26) | (fields << 11) | (xo << 1) | rc,
+              st.sampled_from(_PRIVILEGED_XO), st.integers(0, 0x7FFF), st.integers(0, 1)),
+    st.builds(lambda xo, fields: (19 << 26) | (fields << 11) | (xo << 1), st.sampled_from([50, 51, 38]),
+              st.integers(0, 0x7FFF)),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_WORDS, min_size=8, max_size=8), st.integers(0, 0xFFFFFFFF))
+def test_random_guest_kernel_code_never_breaks_the_host(words: list[int], r_value: int) -> None:
+    """Whatever a guest kernel executes, privileged or not, the hypervisor answers with exits, never raises.
+
+    A guest that spins or waits is stopped by a kick (InterruptedExit).
+    """
+    g = Guest("b .\n")
+    code = b"".join(w.to_bytes(4, "big") for w in words)
+    g.ram[0x4000 : 0x4000 + len(code)] = code
+    for r in range(3, 32):
+        g.vcpu.set_one_reg(gp_reg(r), (r_value * r) & 0xFFFFFFFF)
+    g.vcpu.set_one_reg(gp_reg(28), 0x4000)  # the vectors resume here
+    g.vcpu.set_one_reg(gp_reg(29), LOG_GPA)
+    g.vcpu.set_one_reg(KVM_REG_PPC_PC, 0x4000)
+    watchdog = threading.Timer(0.2, g.vcpu.kick)
+    watchdog.start()
+    try:
+        for _ in range(30):
+            e = g.vcpu.run()
+            if isinstance(e, MmioExit) and not e.is_write:
+                e.data[:] = bytes(e.length)
+            elif isinstance(e, ResetExit | HaltExit | InternalErrorExit | InterruptedExit):
+                break
+    finally:
+        watchdog.cancel()

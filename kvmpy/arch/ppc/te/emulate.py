@@ -189,15 +189,19 @@ def emulate(v: TeVcpu, insn: int, pc: int) -> Exit | None:
             v.pending_dcr = (exit_, rt)
             return exit_  # the PC moves on when the VMM completes it
         case 978:  # tlbwe RS, RA, WS
+            if rb > 2:
+                raise IllegalInstruction(f"tlbwe word {rb}")
             traps["emul_tlbwe"] += 1
-            v.guest_tlbwe(core.get_gpr(ra) & 63, rb & 3, core.get_gpr(rt))
+            v.guest_tlbwe(core.get_gpr(ra) & 63, rb, core.get_gpr(rt))
         case 946:  # tlbre RT, RA, WS
+            if rb > 2:
+                raise IllegalInstruction(f"tlbre word {rb}")
             traps["emul_tlbre"] += 1
             e = v.guest_tlb.entries[core.get_gpr(ra) & 63]
-            word = rb & 3
+            word = rb
             if word == 0:
                 v.sprs[Spr.MMUCR] = (v.sprs.get(Spr.MMUCR, 0) & ~MMUCR_STID) | e.tid
-            core.set_gpr(rt, (e.w0, e.w1, e.w2, 0)[word])
+            core.set_gpr(rt, (e.w0, e.w1, e.w2)[word])
         case 914:  # tlbsx[.] RT, RA, RB
             traps["emul_tlbsx"] += 1
             ea = ((core.get_gpr(ra) if ra else 0) + core.get_gpr(rb)) & 0xFFFFFFFF
