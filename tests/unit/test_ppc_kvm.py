@@ -18,8 +18,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvmpy.arch.ppc.hw.defs import ESR_PIL, ESR_PPR, ESR_ST, MSR_EE, MSR_PR, Ivor
-from kvmpy.arch.ppc.uapi import KVM_REG_PPC_PC, VmType, gp_reg
+from kvmpy.arch.ppc.hw.defs import (
+    ESR_PIL,
+    ESR_PPR,
+    ESR_ST,
+    MSR_EE,
+    MSR_PR,
+    TCR_ARE,
+    TCR_DIE,
+    TSR_DIS,
+    TSR_FIS,
+    Ivor,
+)
+from kvmpy.arch.ppc.te.timer import GuestTimers
+from kvmpy.arch.ppc.uapi import KVM_REG_PPC_PC, KVM_REG_PPC_TSR, VmType, gp_reg
 from kvmpy.kvm import DcrExit, HaltExit, InternalErrorExit, InterruptedExit, Kvm, MmioExit, ResetExit
 from tests.asm import assemble_ppc
 
@@ -265,3 +277,34 @@ def test_random_guest_kernel_code_never_breaks_the_host(words: list[int], r_valu
                 break
     finally:
         watchdog.cancel()
+
+
+def test_fixed_interval_timer_interrupt():
+    # TCR[FP] = 0: FIT on every 0->1 transition of TB bit 2**13; TCR[FIE], then MSR[EE]
+    kernel = (
+        "lis r28, 1f@h\n ori r28, r28, 1f@l\n lis r3, 0x0080\n mtspr 340, r3\n wrteei 1\n 2: b 2b\n"
+        "1: mfspr r9, 336\n" + li32("r10", RESULT_GPA) + "stw r9, 0(r10)\n"
+    )
+    g = Guest(kernel)
+    g.run_to_done()
+    [(ivor, srr0, srr1, _esr, _dear, _msr)] = g.log()
+    assert ivor == Ivor.FIXED_INTERVAL_TIMER and srr1 & MSR_EE
+    assert g.word(RESULT_GPA) & TSR_FIS  # the handler did not clear it: still set
+    assert g.vcpu.get_one_reg(KVM_REG_PPC_TSR) & TSR_FIS
+
+
+def test_guest_timers_follow_the_440():
+    t = GuestTimers()
+    t.write_dec(100, 50)
+    assert t.read_dec(120) == 30
+    assert t.read_dec(200) == 0 and t.tsr & TSR_DIS  # stops at 0 and sets DIS
+    t.write_tsr(TSR_DIS)
+    assert not t.tsr & TSR_DIS  # write one to clear
+    t.write_dec(300, 0)
+    assert t.read_dec(10_000) == 0 and not t.tsr & TSR_DIS  # a write of 0 never expires
+    t.decar = 40
+    t.write_tcr(400, TCR_ARE | TCR_DIE)
+    t.write_dec(400, 10)
+    assert t.next_event_tb(400) == 410
+    assert t.read_dec(415) == 35 and t.tsr & TSR_DIS  # reloaded from DECAR
+    assert t.pending() == (True, False)
