@@ -26,8 +26,11 @@ from kvmpy.arch.ppc.hw.defs import (
     MSR_PR,
     TCR_ARE,
     TCR_DIE,
+    TCR_WIE,
     TSR_DIS,
+    TSR_ENW,
     TSR_FIS,
+    TSR_WIS,
     Ivor,
 )
 from kvmpy.arch.ppc.te.timer import GuestTimers
@@ -308,3 +311,30 @@ def test_guest_timers_follow_the_440():
     assert t.next_event_tb(400) == 410
     assert t.read_dec(415) == 35 and t.tsr & TSR_DIS  # reloaded from DECAR
     assert t.pending() == (True, False)
+
+
+def test_guest_watchdog_enw_wis_then_reset():
+    t = GuestTimers()
+    t.write_tcr(0, TCR_WIE | (1 << 28))  # WP = 0: TB bit 2**17; WRC = core reset
+    assert t.next_event_tb(0) == 1 << 17
+    t.update(1 << 17)
+    assert t.tsr & TSR_ENW and not t.tsr & TSR_WIS and not t.watchdog_pending()
+    t.update(3 << 17)
+    assert t.tsr & TSR_WIS and t.watchdog_pending() and t.reset_request == 0
+    t.update(5 << 17)
+    assert t.reset_request == 1 and t.tsr & 0x30000000 == 1 << 28
+
+
+def test_watchdog_interrupt_reaches_the_guest_then_its_reset_ends_the_run():
+    # TCR: WIE and WRC = system reset; MSR[CE]; the handler (critical class) logs, resumes at r28, CE off
+    kernel = (
+        "lis r28, 1f@h\n ori r28, r28, 1f@l\n lis r3, 0x3800\n mtspr 340, r3\n"
+        "lis r3, 0x0002\n mtmsr r3\n 2: b 2b\n 1: b 1b\n"
+    )
+    g = Guest(kernel)
+    e = g.vcpu.run()
+    while not isinstance(e, ResetExit):
+        e = g.vcpu.run()
+    assert "watchdog" in e.why and "system" in e.why
+    [(ivor, *_rest)] = g.log()
+    assert ivor == Ivor.WATCHDOG

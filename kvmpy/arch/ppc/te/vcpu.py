@@ -32,6 +32,7 @@ from kvmpy.arch.ppc.hw.defs import (
     MSR_ME,
     MSR_PR,
     MSR_WE,
+    TCR_WIE,
     TLB0_V,
     TLB2_SR,
     TLB2_SW,
@@ -54,7 +55,7 @@ from kvmpy.arch.ppc.te.mmu import (
 )
 from kvmpy.arch.ppc.te.timer import GuestTimers
 from kvmpy.kvm.backend import WaitForWakeup
-from kvmpy.kvm.exits import DcrExit, Exit, HaltExit, InternalErrorExit, MmioExit
+from kvmpy.kvm.exits import DcrExit, Exit, HaltExit, InternalErrorExit, MmioExit, ResetExit
 from kvmpy.kvm.memory import MemFlags, SlotTable
 from kvmpy.kvm.stats import VcpuStats
 
@@ -182,12 +183,15 @@ class TeVcpu:
         if self.crit_line and msr & MSR_CE:
             self.deliver(Ivor.CRITICAL_INPUT, self.pc)
             return True
+        self.timers.update(self.core.tb)
+        if msr & MSR_CE and self.timers.watchdog_pending():
+            self.deliver(Ivor.WATCHDOG, self.pc)
+            return True
         if not msr & MSR_EE:
             return False
         if self.ext_line:
             self.deliver(Ivor.EXTERNAL_INPUT, self.pc)
             return True
-        self.timers.update(self.core.tb)
         dec, fit = self.timers.pending()
         if fit:
             self.deliver(Ivor.FIXED_INTERVAL_TIMER, self.pc)
@@ -198,13 +202,17 @@ class TeVcpu:
         return False
 
     def _can_wake(self) -> bool:
-        msr = self.msr
-        return bool(msr & MSR_CE or (msr & MSR_EE))
+        return bool(self.msr & (MSR_CE | MSR_EE))
 
     # ------------------------------------------------------------ running
     def run(self, budget: int) -> Exit | None:
         core = self.core
         self._deliver_pending()
+        if self.timers.reset_request:
+            kind = self.timers.reset_request
+            self.timers.reset_request = 0
+            name = ("core", "chip", "system")[kind - 1]
+            return ResetExit(why=f"watchdog: TCR[WRC] = {kind} ({name} reset)")
         if self.msr & MSR_WE:
             return self._wait()
         tb = core.tb
@@ -221,9 +229,12 @@ class TeVcpu:
         start = time.monotonic_ns()
         try:
             while not self._deliver_pending():
+                if self.timers.reset_request:
+                    return None  # run() reports it
                 if not self._can_wake():
                     return HaltExit(pc=self.pc)
-                if self.msr & MSR_EE and self.timers.can_wake():
+                timer_wakes = self.msr & MSR_EE and self.timers.can_wake()
+                if timer_wakes or (self.msr & MSR_CE and self.timers.tcr & TCR_WIE):
                     # the time base is the instruction count: a waiting core skips to the event
                     self.core.tb = self.timers.next_event_tb(self.core.tb)
                     continue
