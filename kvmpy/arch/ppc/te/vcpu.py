@@ -101,7 +101,7 @@ class TeVcpu:
             TLB0_V | (9 << 4), 0, TLB2_SX | TLB2_SW | TLB2_SR, 0
         )
         self.pc = 0
-        self._apply_msr(0, 0)
+        self._apply_msr(0, 0, first=True)
 
     # ------------------------------------------------------------ guest state
     @property
@@ -120,10 +120,12 @@ class TeVcpu:
         self.msr = value & MSR_IMPLEMENTED
         self._apply_msr(old, self.msr)
 
-    def _apply_msr(self, old: int, new: int) -> None:
+    def _apply_msr(self, old: int, new: int, first: bool = False) -> None:
         if (old ^ new) & (MSR_IS | MSR_DS):
             self.shadow.invalidate_all()
-        self.core.spr_write(Spr.PID, TID_GUEST_USER if new & MSR_PR else TID_GUEST_KERNEL)
+        if first or (old ^ new) & MSR_PR:
+            # a PID write flushes the core's micro-TLB: only when the guest's privilege changes
+            self.core.spr_write(Spr.PID, TID_GUEST_USER if new & MSR_PR else TID_GUEST_KERNEL)
         self.core.msr = self._host_msr()
 
     def set_pid(self, pid: int) -> None:
