@@ -43,3 +43,33 @@ def assemble(source: str, base: int = 0x80001000) -> bytes:
             image = ELFFile(f).get_section_by_name(".text").data()
     out.write_bytes(image)
     return image
+
+
+PPC_AS = "powerpc-linux-gnu-as"
+PPC_LD = "powerpc-linux-gnu-ld"
+
+
+def assemble_ppc(source: str, base: int) -> bytes:
+    """Assemble PowerPC 440 `source` (big-endian, Book E) linked at `base`; return the flat image."""
+    if shutil.which(PPC_AS) is None:
+        raise ToolchainMissingError(f"{PPC_AS} not found: run scripts/install-test-deps.sh")
+    text = ".text\n.globl _start\n_start:\n" + source + "\n"
+    key = hashlib.sha256(f"ppc440 {base:#x}\n{text}".encode()).hexdigest()[:24]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = CACHE / f"{key}.bin"
+    if out.exists():
+        return out.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, obj, elf = Path(tmp, "t.S"), Path(tmp, "t.o"), Path(tmp, "t.elf")
+        src.write_text(text)
+        for cmd in (
+            [PPC_AS, "-m440", "-mbig", "-mregnames", "-o", str(obj), str(src)],
+            [PPC_LD, "-EB", f"-Ttext={base:#x}", "-e", "_start", "-o", str(elf), str(obj)],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{cmd[0]} failed:\n{done.stderr}")
+        with elf.open("rb") as f:
+            image = ELFFile(f).get_section_by_name(".text").data()
+    out.write_bytes(image)
+    return image

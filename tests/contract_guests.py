@@ -172,6 +172,71 @@ class MipsTinyGuest:
         return entry
 
 
+def _li32(reg: str, value: int) -> str:
+    return f"lis {reg}, {(value >> 16) & 0xFFFF:#x}\n ori {reg}, {reg}, {value & 0xFFFF:#x}\n"
+
+
+class Ppc440TinyGuest:
+    """PowerPC 440 (big-endian Book E) in guest supervisor mode, under the trap-and-emulate hypervisor.
+
+    The vCPU starts with guest TLB entry 0 mapping 0-256 MiB 1:1 (RAM and
+    the slots the tests add); the program first writes entry 1 for
+    0x10000000-0x1fffffff (caching inhibited, guarded: MMIO) with `tlbwe`,
+    and points IVPR/IVOR0/IVOR4 at handlers below 0x1000.
+    """
+
+    byteorder: Literal["little", "big"] = "big"
+    irq = 0  # the external input line (IVOR4); line 1 is critical input
+    bad_irq = 7
+
+    def __init__(self) -> None:
+        from kvmpy.arch.ppc.uapi import KVM_REG_PPC_PC
+
+        self.pc_reg_id = KVM_REG_PPC_PC
+
+    def _op(self, op: Op) -> str:
+        st = {1: "stb", 2: "sth", 4: "stw"}
+        match op:
+            case MmioRead(gpa, size, slot):
+                insn = {1: "lbz", 2: "lhz", 4: "lwz"}[size]
+                return (_li32("r10", gpa) + f"{insn} r11, 0(r10)\n"
+                        + _li32("r12", RESULT_GPA + 4 * slot) + "stw r11, 0(r12)\n")
+            case MmioWrite(gpa, size, value) | RamWrite(gpa, size, value):
+                return _li32("r10", gpa) + _li32("r11", value) + f"{st[size]} r11, 0(r10)\n"
+            case RamRead(gpa, slot):
+                return (_li32("r10", gpa) + "lwz r11, 0(r10)\n"
+                        + _li32("r12", RESULT_GPA + 4 * slot) + "stw r11, 0(r12)\n")
+            case Pause():
+                return _li32("r10", PAUSE_GPA) + "stw r0, 0(r10)\n"
+            case Halt():
+                # every interrupt masked (EE = CE = 0), then MSR[WE]
+                return "li r3, 0\n mtmsr r3\n lis r3, 0x0004\n mtmsr r3\n 1: b 1b\n"
+            case Spin():
+                return "1: b 1b\n"
+            case WaitForIrq(irq):
+                msr = {0: 0x00008000, 1: 0x00020000}[irq]  # MSR[EE] for external, MSR[CE] for critical
+                return _li32("r3", msr) + "mtmsr r3\n 1: b 1b\n"
+        raise AssertionError(f"unknown op {op!r}")
+
+    def load(self, ram: memoryview, ops: list[Op]) -> int:
+        from tests.asm import assemble_ppc
+
+        setup = (
+            "li r3, 1\n" + _li32("r4", 0x10000000 | 0x200 | (9 << 4)) + _li32("r5", 0x10000000)
+            + "li r6, 0x503\n tlbwe r4, r3, 0\n tlbwe r5, r3, 1\n tlbwe r6, r3, 2\n isync\n"
+            + "li r3, 0\n mtspr 63, r3\n li r3, 0x100\n mtspr 400, r3\n li r3, 0x500\n mtspr 404, r3\n"
+        )
+        done = "li r11, 1\n" + _li32("r10", DONE_GPA) + "stw r11, 0(r10)\n 1: b 1b\n"
+        code = assemble_ppc(setup + "".join(self._op(op) for op in ops) + done, CODE_GPA)
+        assert len(code) <= RESULT_GPA - CODE_GPA, "contract guest too large"
+        ram[CODE_GPA : CODE_GPA + len(code)] = code
+        for vector, irq in ((0x100, 1), (0x500, 0)):
+            source = f"li r20, {irq}\n" + _li32("r21", IRQ_SEEN_GPA) + "stw r20, 0(r21)\n 1: b 1b\n"
+            handler = assemble_ppc(source, vector)
+            ram[vector : vector + len(handler)] = handler
+        return CODE_GPA
+
+
 @dataclass(frozen=True)
 class BackendCase:
     """One backend and VM type the contract runs on."""
@@ -185,9 +250,11 @@ class BackendCase:
 def backend_cases() -> list[BackendCase]:
     """Every backend and VM type of this tree (add a new architecture's here)."""
     from kvmpy.arch.mips.uapi import VmType
+    from kvmpy.arch.ppc.uapi import VmType as PpcVmType
 
     mips = MipsTinyGuest()
     return [
         BackendCase("mips", VmType.VZ, mips, "mips-vz"),
         BackendCase("mips", VmType.TE, mips, "mips-te"),
+        BackendCase("ppc440", PpcVmType.TE, Ppc440TinyGuest(), "ppc440-te"),
     ]

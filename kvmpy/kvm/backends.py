@@ -16,6 +16,7 @@ from kvmpy.kvm.errors import UnknownArchitectureError
 # architecture name -> module exporting BACKEND (a kvmpy.kvm.backend.Backend)
 BACKEND_MODULES: dict[str, str] = {
     "mips": "kvmpy.arch.mips.backend",
+    "ppc440": "kvmpy.arch.ppc.backend",
 }
 
 

@@ -1,13 +1,13 @@
 """The KVM API contract, run on every backend and VM type with tiny real guests.
 
 Each test that runs a guest takes the `backend_case` fixture (tests/conftest.py)
-and so runs once per case in `tests.contract_guests.backend_cases()` (MIPS VZ
-and MIPS trap-and-emulate today). The guest is described by architecture-neutral
+and so runs once per case in `tests.contract_guests.backend_cases()` (MIPS VZ,
+MIPS trap-and-emulate and PowerPC 440 trap-and-emulate today). The guest is described by architecture-neutral
 operations that the case's `TinyGuest` assembles: what is checked here —
 exits and their completion, memory slots, dirty logging, read-only memory,
 kicks, halts, interrupt lines, vCPU and register errors — must hold for any
 backend. What only one architecture does is tested next to it
-(tests/unit/test_mips_kvm.py for MIPS).
+(tests/unit/test_mips_kvm.py for MIPS, tests/unit/test_ppc_kvm.py for the 440).
 """
 
 from __future__ import annotations
