@@ -50,7 +50,7 @@ class KvmDebugTarget:
         arch_exit: ArchExitHandler | None = None,
     ) -> None:
         self.vcpu = vcpu
-        self.ram = [(r.gpa, memoryview(r.buffer).cast("B")) for r in ram]  # type: ignore[arg-type]
+        self._ram = [(r.gpa, memoryview(r.buffer).cast("B")) for r in ram]  # type: ignore[arg-type]
         self.mmio, self.pio, self.stop = mmio, pio, stop
         self.service, self.arch_exit = service, arch_exit
         self._stub_kick = threading.Event()
@@ -71,7 +71,7 @@ class KvmDebugTarget:
 
     # ------------------------------------------------------------------ memory
     def _region(self, gpa: int, size_bytes: int) -> tuple[memoryview, int]:
-        for base, view in self.ram:
+        for base, view in self._ram:
             if base <= gpa and gpa + size_bytes <= base + len(view):
                 return view, gpa - base
         raise GuestMemoryError(f"gpa {gpa:#x}+{size_bytes} is not RAM")
