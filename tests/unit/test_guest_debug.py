@@ -9,6 +9,7 @@ emulates (mtc0, tlbwi, eret) and through branch delay slots.
 from __future__ import annotations
 
 import mmap
+import threading
 
 import pytest
 
@@ -19,6 +20,7 @@ from kvmpy.kvm import (
     DebugKind,
     GuestDebug,
     GuestDebugError,
+    JitSettings,
     Kvm,
     Vcpu,
     WatchKind,
@@ -80,8 +82,10 @@ COUNT_STORE = KERNEL_GVA + 0x14
 VM_TYPES = [pytest.param(VmType.VZ, id="vz"), pytest.param(VmType.TE, id="te")]
 
 
-def make_vcpu(vm_type: VmType, kernel: str = KERNEL) -> tuple[Vcpu, mmap.mmap]:
-    vm = Kvm().create_vm(vm_type)
+def make_vcpu(
+    vm_type: VmType, kernel: str = KERNEL, jit: JitSettings | None = None
+) -> tuple[Vcpu, mmap.mmap]:
+    vm = Kvm(jit=jit).create_vm(vm_type)
     ram = mmap.mmap(-1, RAM_BYTES)
     code = assemble(kernel, KERNEL_GVA)
     ram[KERNEL_GVA & 0xFFFF:(KERNEL_GVA & 0xFFFF) + len(code)] = code
@@ -204,3 +208,44 @@ def test_debugging_off_runs_freely(vm_type: VmType) -> None:
     vcpu.kick()
     exit_ = vcpu.run()
     assert not isinstance(exit_, DebugExit)
+
+
+@pytest.mark.parametrize("vm_type", VM_TYPES)
+def test_breakpoints_stop_code_the_block_translator_has_translated(vm_type: VmType) -> None:
+    jit = JitSettings(enabled=True, threshold=2, background=False)
+    vcpu, ram = make_vcpu(vm_type, COUNTING, jit)
+    vcpu.set_guest_debug(GuestDebug(enable=True, hw_breakpoints=frozenset({KERNEL_GVA + 0xC})))
+    run_debug(vcpu)
+    # run freely until the loop is translated and has gone round many times
+    vcpu.set_guest_debug(GuestDebug())
+    cpu = vcpu.arch.cpu  # type: ignore[attr-defined]
+    for _ in range(50):
+        threading.Timer(0.05, vcpu.kick).start()
+        vcpu.run()
+        if cpu.jit_insns > 100_000:
+            break
+    assert cpu.jit_insns > 100_000
+    counter_gpa = COUNTER_GVA & 0x1FFF_FFFF
+    vcpu.set_guest_debug(GuestDebug(enable=True, sw_breakpoints=frozenset({KERNEL_GVA + 0xC})))
+    before = int.from_bytes(ram[counter_gpa:counter_gpa + 4], "little")
+    stop = run_debug(vcpu)
+    assert (stop.pc, stop.kind) == (KERNEL_GVA + 0xC, DebugKind.SW_BREAKPOINT)
+    after = int.from_bytes(ram[counter_gpa:counter_gpa + 4], "little")
+    assert after - before <= 1  # stopped within one turn of the loop
+    vcpu.set_guest_debug(GuestDebug())
+    jit_before = cpu.jit_insns
+    threading.Timer(0.05, vcpu.kick).start()
+    vcpu.run()
+    assert cpu.jit_insns > jit_before  # disarmed: translated code runs again
+
+
+def test_bad_requests_are_refused() -> None:
+    vcpu, _ = make_vcpu(VmType.TE)
+    with pytest.raises(GuestDebugError):
+        vcpu.set_guest_debug("break main")  # type: ignore[arg-type]
+    with pytest.raises(GuestDebugError):
+        empty = Watchpoint(COUNTER_GVA, 0, WatchKind.READ)
+        vcpu.set_guest_debug(GuestDebug(enable=True, watchpoints=(empty,)))
+    with pytest.raises(ValueError):
+        vcpu.translate(-4)
+    assert vcpu.translate(1 << 40) is None
