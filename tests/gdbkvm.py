@@ -1,38 +1,14 @@
-"""A DebugTarget over a real kvmpy vCPU, with only what the KVM API offers today.
-
-This is the shape of the adapter the VMM gets once the KVM API has
-KVM_SET_GUEST_DEBUG and KVM_TRANSLATE (docs/gdbstub.md). Until then it
-offers what exists: ONE_REG, the VMM's own RAM, run and kick. Guest debug
-beyond "off" is refused (GuestDebugError, which gdb sees as E28) and
-translation covers the guest's unmapped kseg0/kseg1 only, which is all a
-bare-metal test guest uses.
-"""
+"""A bare VM with a counting guest, served by the VMM's KvmDebugTarget (kvmpy/vmm/gdbstub/kvm_target.py)."""
 
 from __future__ import annotations
 
 import mmap
-import threading
-from collections.abc import Mapping
 
 from kvmpy.arch.mips.uapi import VmType
-from kvmpy.kvm import (
-    HaltExit,
-    InternalErrorExit,
-    InterruptedExit,
-    Kvm,
-    MmioExit,
-    ResetExit,
-    ShutdownExit,
-    Vcpu,
-)
-from kvmpy.vmm.gdbstub import (
-    DebugExit,
-    GuestDebug,
-    GuestDebugError,
-    GuestMemoryError,
-    MonitorCommand,
-    StopKind,
-)
+from kvmpy.kvm import Kvm, Vcpu
+from kvmpy.vmm.bus import Bus
+from kvmpy.vmm.gdbstub.kvm_target import KvmDebugTarget, RamRegion
+from kvmpy.vmm.runner import StopControl
 from tests.asm import assemble
 
 KSEG0 = 0x8000_0000
@@ -69,70 +45,9 @@ def counting_vm(vm_type: VmType) -> tuple[KvmVcpuTarget, bytes]:
     return KvmVcpuTarget(vcpu, ram), code
 
 
-class KvmVcpuTarget:
-    """vCPU + RAM (one slot at guest physical 0) as a DebugTarget."""
+class KvmVcpuTarget(KvmDebugTarget):
+    """The VMM's adapter over a bare VM: one RAM slot at guest physical 0, no devices."""
 
     def __init__(self, vcpu: Vcpu, ram: mmap.mmap) -> None:
-        self.vcpu = vcpu
+        super().__init__(vcpu, [RamRegion(0, ram)], Bus("mmio"), Bus("pio"), StopControl())
         self.ram = ram
-        self._stub_kick = threading.Event()
-        self.mmio_reads = 0
-
-    def get_one_reg(self, reg_id: int) -> int:
-        return self.vcpu.get_one_reg(reg_id)
-
-    def set_one_reg(self, reg_id: int, value: int) -> None:
-        self.vcpu.set_one_reg(reg_id, value)
-
-    def set_guest_debug(self, debug: GuestDebug) -> None:
-        wanted = debug.enable and (debug.single_step or debug.sw_breakpoints or debug.hw_breakpoints
-                                   or debug.watchpoints)
-        if wanted:
-            raise GuestDebugError("the hypervisor has no KVM_SET_GUEST_DEBUG yet")
-
-    def translate(self, gva: int) -> int | None:
-        if not KSEG0 <= gva < KSEG2:
-            return None
-        gpa = gva & 0x1FFF_FFFF
-        return gpa if gpa < len(self.ram) else None
-
-    def read_gpa(self, gpa: int, size_bytes: int) -> bytes:
-        if gpa + size_bytes > len(self.ram):
-            raise GuestMemoryError(f"gpa {gpa:#x}+{size_bytes} is not RAM")
-        return self.ram[gpa:gpa + size_bytes]
-
-    def write_gpa(self, gpa: int, data: bytes) -> None:
-        if gpa + len(data) > len(self.ram):
-            raise GuestMemoryError(f"gpa {gpa:#x}+{len(data)} is not RAM")
-        self.ram[gpa:gpa + len(data)] = data
-
-    def run(self) -> DebugExit:
-        while True:
-            exit_ = self.vcpu.run()
-            match exit_:
-                case InterruptedExit():
-                    if self._stub_kick.is_set():
-                        self._stub_kick.clear()
-                        return DebugExit(StopKind.INTERRUPTED, pc=self.vcpu.get_regs().pc)
-                case MmioExit(is_write=False):
-                    self.mmio_reads += 1
-                    exit_.data[:] = bytes(exit_.length)
-                case ShutdownExit() | ResetExit():
-                    return DebugExit(StopKind.EXITED, message=exit_.why)
-                case HaltExit():
-                    return DebugExit(StopKind.EXITED, pc=exit_.pc, message="halted")
-                case InternalErrorExit():
-                    return DebugExit(StopKind.EXITED, pc=exit_.pc, exit_code=1, message=exit_.message)
-
-    def kick(self) -> None:
-        self._stub_kick.set()
-        self.vcpu.kick()
-
-    def monitor_commands(self) -> Mapping[str, MonitorCommand]:
-        def stats(_args: str) -> str:
-            s = self.vcpu.stats
-            exits = " ".join(f"{k}={v}" for k, v in sorted(s.exits.items()))
-            traps = " ".join(f"{k}={v}" for k, v in sorted(s.traps.items()))
-            return f"instructions {s.instructions}\nexits {exits or '-'}\ntraps {traps or '-'}"
-
-        return {"stats": MonitorCommand("the vCPU's exit and trap counters", stats)}

@@ -8,11 +8,13 @@ registered in `kvmpy.kvm.backends`, and the architecture's own constants
 
 from kvmpy.kvm.api import Cap, Kvm, Vcpu, Vm
 from kvmpy.kvm.backends import known_architectures
+from kvmpy.kvm.debug import DebugKind, GuestDebug, Translation, WatchKind, Watchpoint
 from kvmpy.kvm.errors import (
     CreateVcpuError,
     CreateVmError,
     DirtyLogError,
     EnableCapError,
+    GuestDebugError,
     InterruptError,
     KvmError,
     MemoryRegionError,
@@ -40,7 +42,8 @@ from kvmpy.kvm.memory import MemFlags, dirty_pages
 from kvmpy.kvm.settings import JitSettings
 
 __all__ = [
-    "Cap", "CreateVcpuError", "CreateVmError", "DcrExit", "DebugExit", "DirtyLogError", "EnableCapError",
+    "Cap", "CreateVcpuError", "DebugKind", "GuestDebug", "GuestDebugError", "Translation", "WatchKind",
+    "Watchpoint", "CreateVmError", "DcrExit", "DebugExit", "DirtyLogError", "EnableCapError",
     "Exit", "ExitReason", "HaltExit", "HypercallExit", "InternalErrorExit", "InterruptError",
     "InterruptedExit", "IoExit", "JitSettings", "Kvm", "KvmError", "MemFlags", "MemoryRegionError",
     "MemoryRegionOverlapError", "MmioExit", "PaprHcallExit", "RegisterAccessError", "ResetExit", "RunError",

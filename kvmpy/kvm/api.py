@@ -19,12 +19,14 @@ Threading: like Linux, each vCPU is meant to be run by one thread at a time;
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from typing import Any
 
 from kvmpy.kvm.backend import ArchHost, ArchVcpu, ArchVm, Backend, VcpuServices
 from kvmpy.kvm.backends import load_backend
-from kvmpy.kvm.errors import CreateVcpuError, InterruptError, MemoryRegionError, RunError
+from kvmpy.kvm.debug import GuestDebug, Translation
+from kvmpy.kvm.errors import CreateVcpuError, GuestDebugError, InterruptError, MemoryRegionError, RunError
 from kvmpy.kvm.exits import Exit, InterruptedExit
 from kvmpy.kvm.memory import MAX_SLOTS, MemFlags, MemorySlot, SlotTable
 from kvmpy.kvm.settings import JitSettings
@@ -51,7 +53,10 @@ class Cap(IntEnum):
     MAX_VCPUS = 66
     ONE_REG = 70
     READONLY_MEM = 81
+    SET_GUEST_DEBUG = 23
     IMMEDIATE_EXIT = 136
+    GUEST_DEBUG_HW_BPS = 119
+    GUEST_DEBUG_HW_WPS = 120
 
 
 # What the generic layer implements itself, whatever the backend.
@@ -253,6 +258,7 @@ class Vcpu:
         self._flush_requested = False
         self._irq_dirty = False
         self.immediate_exit = False
+        self._debug_enabled = False
         self.arch: ArchVcpu = vm.arch.create_vcpu(VcpuServices(vcpu_id, self.stats, self._wait_for_wakeup))
 
     # ------------------------------------------------------------------ run
@@ -269,6 +275,8 @@ class Vcpu:
             raise RunError(f"vcpu {self.vcpu_id} is already running in another thread")
         arch = self.arch
         try:
+            if self._debug_enabled:
+                arch.debug_resume_latch()
             arch.complete_pending()
             if self.immediate_exit:
                 self.stats.exits["intr"] += 1
@@ -351,3 +359,42 @@ class Vcpu:
     def set_one_reg(self, reg_id: int, value: int) -> None:
         """KVM_SET_ONE_REG. Raises RegisterAccessError for an unknown id or a value that does not fit."""
         self.arch.set_one_reg(reg_id, value)
+
+    # ------------------------------------------------------------------ debugging
+    def set_guest_debug(self, debug: GuestDebug) -> None:
+        """KVM_SET_GUEST_DEBUG: replace the whole debug state; it applies from the next run().
+
+        Breakpoints are compared by the hypervisor, never written into guest
+        memory. The first instruction each run() executes never stops at a
+        breakpoint at its own address (so continuing from one makes progress);
+        every later one is checked. Raises GuestDebugError if the request
+        exceeds what the hypervisor offers (Cap.GUEST_DEBUG_HW_BPS/_HW_WPS),
+        leaving the previous state; RunError while the vCPU is running.
+        """
+        if not isinstance(debug, GuestDebug):
+            raise GuestDebugError("set_guest_debug takes a kvmpy.kvm.GuestDebug")
+        if not self._lock.acquire(blocking=False):
+            raise RunError(f"vcpu {self.vcpu_id} is running")
+        try:
+            self.arch.set_guest_debug(debug)
+            self._debug_enabled = debug.enable
+        finally:
+            self._lock.release()
+
+    def translate(self, gva: int) -> Translation | None:
+        """KVM_TRANSLATE: where guest virtual `gva` goes in the guest's current address space.
+
+        No side effects: no TLB refill, no guest exception, no TLB or
+        dirty-log change. None if the guest could not access `gva` now.
+        """
+        if not 0 <= gva < (1 << 64):
+            raise ValueError(f"guest virtual address {gva!r} out of range")
+        return self.arch.translate(gva)
+
+    def tlb_snapshot(self) -> Mapping[str, Sequence[str]]:
+        """kvmpy's own inspection call: the vCPU's TLBs as named tables of formatted entries.
+
+        MIPS vz: "guest" and "root"; te: "guest" and "shadow". Read only;
+        meant for debuggers (`monitor tlb`), taken while the vCPU is stopped.
+        """
+        return self.arch.tlb_snapshot()

@@ -29,10 +29,11 @@ Python exception for input the VMM passed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kvmpy.kvm.debug import GuestDebug, Translation
 from kvmpy.kvm.exits import Exit
 from kvmpy.kvm.memory import MemorySlot, SlotTable
 from kvmpy.kvm.settings import JitSettings
@@ -233,4 +234,25 @@ class ArchVcpu(Protocol):
 
     def set_one_reg(self, reg_id: int, value: int) -> None:
         """KVM_SET_ONE_REG; RegisterAccessError for an unknown id or a value that does not fit."""
+        ...
+
+    def set_guest_debug(self, debug: GuestDebug) -> None:
+        """KVM_SET_GUEST_DEBUG (the whole state; see `kvmpy.kvm.Vcpu.set_guest_debug`).
+
+        Raises GuestDebugError, keeping the previous state, when the request
+        exceeds the hardware's comparators.
+        """
+        ...
+
+    def debug_resume_latch(self) -> None:
+        """Called at each KVM_RUN entry while debugging is enabled: the next instruction may not stop
+        at a breakpoint at its own address (x86's EFLAGS.RF)."""
+        ...
+
+    def translate(self, gva: int) -> Translation | None:
+        """KVM_TRANSLATE without side effects (see `kvmpy.kvm.Vcpu.translate`)."""
+        ...
+
+    def tlb_snapshot(self) -> Mapping[str, Sequence[str]]:
+        """Named tables of formatted TLB entries, for `Vcpu.tlb_snapshot`."""
         ...

@@ -65,3 +65,7 @@ class UnknownArchitectureError(KvmError):
 
 class InterruptError(KvmError, ValueError):
     """KVM_INTERRUPT / KVM_IRQ_LINE with an interrupt number the architecture does not have."""
+
+
+class GuestDebugError(KvmError):
+    """KVM_SET_GUEST_DEBUG asked for more than the hypervisor offers (the previous state stays)."""

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from kvmpy.kvm.debug import DebugKind, WatchKind
+
 
 class ExitReason(Enum):
     MMIO = "mmio"
@@ -160,12 +162,21 @@ class ResetExit:
 
 @dataclass(slots=True)
 class DebugExit:
-    """KVM_EXIT_DEBUG: the guest hit a debug breakpoint (e.g. MIPS SDBBP) at `pc`.
+    """KVM_EXIT_DEBUG: a debug event at guest `pc`.
 
-    The next `run()` resumes after the breakpoint instruction.
+    `kind` GUEST_BREAK (the default): the guest executed its breakpoint
+    instruction (MIPS SDBBP); the next `run()` resumes after it. The other
+    kinds come from `Vcpu.set_guest_debug`: a breakpoint (the instruction
+    at `pc` has not executed), a single step (`pc` is the next
+    instruction), a watchpoint (the access at `pc` has not happened;
+    `watch_gva` is the matched watchpoint's address, `watch_kind` READ or
+    WRITE for the access). The next `run()` resumes at `pc`.
     """
 
     pc: int
+    kind: DebugKind = DebugKind.GUEST_BREAK
+    watch_gva: int | None = None
+    watch_kind: WatchKind | None = None
     reason: ExitReason = field(default=ExitReason.DEBUG, init=False)
 
 

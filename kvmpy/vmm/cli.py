@@ -28,6 +28,7 @@ from typing import NoReturn
 
 from kvmpy.kvm import JitSettings
 from kvmpy.vmm.errors import VmmError
+from kvmpy.vmm.gdbstub.options import add_gdb_arguments, gdb_options
 from kvmpy.vmm.loader.elf import InitrdError
 from kvmpy.vmm.machines import DEFAULT_MACHINE, find_machine, machine_names
 from kvmpy.vmm.machines.base import DriveSpec, Machine, MachineConfig, MachineConfigError, NetSpec
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-seconds", type=_seconds, metavar="S", help="stop after S seconds (exit status 124)"
     )
+    add_gdb_arguments(run)
     run.add_argument(
         "--no-reboot", action="store_true", help="exit when the guest resets instead of rebooting"
     )
@@ -178,6 +180,10 @@ def _validate(args: argparse.Namespace) -> type[Machine]:
         parse_serial_spec(args.serial)
     except ValueError as exc:
         raise UsageError(f"--serial: {exc}") from None
+    try:
+        gdb_options(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return machine
 
 
@@ -203,6 +209,7 @@ def _run(args: argparse.Namespace, machine_class: type[Machine]) -> int:
         if machine is not None:
             machine.request_quit()
 
+    gdb = gdb_options(args)  # validated by _validate
     serial: SerialBackend = open_serial(args.serial, on_quit)
     try:
         config = MachineConfig(
@@ -220,7 +227,7 @@ def _run(args: argparse.Namespace, machine_class: type[Machine]) -> int:
             netdevs=tuple(NetSpec.parse(n, i) for i, n in enumerate(args.netdev)),
         )
         machine = machine_class(config, serial)
-        outcome = machine.run(max_seconds=args.max_seconds)
+        outcome = machine.run(max_seconds=args.max_seconds, gdb=gdb)
     except KeyboardInterrupt:
         if quit_requested.is_set():
             return 0

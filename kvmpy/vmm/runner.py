@@ -50,6 +50,7 @@ class StopReason(Enum):
     DEVICE_FAULT = "device-fault"  # a device model raised
     INTERNAL_ERROR = "internal-error"  # the hypervisor could not emulate something
     DEBUG = "debug"  # a debug breakpoint with no debugger attached
+    GDB_KILL = "killed-by-gdb"  # gdb's kill command ended the VM
 
 
 EXIT_CODES = {
@@ -61,6 +62,7 @@ EXIT_CODES = {
     StopReason.DEVICE_FAULT: 1,
     StopReason.INTERNAL_ERROR: 1,
     StopReason.DEBUG: 1,
+    StopReason.GDB_KILL: 9,
 }
 
 
@@ -121,25 +123,41 @@ def run_vcpu(
         timer.start()
     try:
         while True:
-            exit_ = vcpu.run()
-            # MMIO first and without `match`: it is most of the exits of a boot (RTC polling).
-            if type(exit_) is MmioExit:
-                if exit_.is_write:
-                    mmio.store(exit_.phys_addr, exit_.data)
-                else:
-                    mmio.load(exit_.phys_addr, exit_.data)
-            else:
-                _handle_other(exit_, pio, stop, arch_exit)
-            if service is not None:
-                service()
-            fault = mmio.fault or pio.fault
-            if fault is not None:
-                stop.request(StopReason.DEVICE_FAULT, str(fault))
-            if stop.reason is not None:
-                return RunOutcome(stop.reason, stop.detail, time.monotonic() - start)
+            if handle_exit(vcpu.run(), mmio, pio, stop, service, arch_exit):
+                reason = stop.reason or StopReason.INTERNAL_ERROR
+                return RunOutcome(reason, stop.detail, time.monotonic() - start)
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def handle_exit(
+    exit_: object,
+    mmio: Bus,
+    pio: Bus,
+    stop: StopControl,
+    service: Callable[[], None] | None = None,
+    arch_exit: ArchExitHandler | None = None,
+) -> bool:
+    """Handle one exit of `Vcpu.run()` as the vCPU loop does; True when the run must end (`stop.reason`).
+
+    Shared by `run_vcpu` and loops that look at some exits first (the gdb
+    stub's target takes the debug exits and its own kicks).
+    """
+    # MMIO first and without `match`: it is most of the exits of a boot (RTC polling).
+    if type(exit_) is MmioExit:
+        if exit_.is_write:
+            mmio.store(exit_.phys_addr, exit_.data)
+        else:
+            mmio.load(exit_.phys_addr, exit_.data)
+    else:
+        _handle_other(exit_, pio, stop, arch_exit)
+    if service is not None:
+        service()
+    fault = mmio.fault or pio.fault
+    if fault is not None:
+        stop.request(StopReason.DEVICE_FAULT, str(fault))
+    return stop.reason is not None
 
 
 def _handle_other(exit_: object, pio: Bus, stop: StopControl, arch_exit: ArchExitHandler | None) -> None:

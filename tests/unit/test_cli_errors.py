@@ -231,6 +231,7 @@ class FakeMachine:
         self.outcome = outcome or FakeOutcome(0, "shutdown")
         self.configs: list[MachineConfig] = []
         self.runs: list[float | None] = []
+        self.gdb: list[object] = []
         self.serials: list[object] = []
         fake = self
 
@@ -241,8 +242,9 @@ class FakeMachine:
                 if fake.fail is not None:
                     raise fake.fail
 
-            def run(self, max_seconds: float | None = None) -> FakeOutcome:  # type: ignore[override]
+            def run(self, max_seconds: float | None = None, gdb: object = None) -> FakeOutcome:  # type: ignore[override]
                 fake.runs.append(max_seconds)
+                fake.gdb.append(gdb)
                 return fake.outcome
 
             def stats_report(self) -> str:
@@ -285,6 +287,19 @@ def test_arguments_reach_the_machine(
         no_reboot=True,
     )
     assert fake.runs == [2.5]
+    assert fake.gdb == [None]
+
+
+def test_gdb_flags_reach_the_machine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path
+) -> None:
+    fake = FakeMachine()
+    install(monkeypatch, fake)
+    assert run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none", "-s", "-S")[0] == 0
+    (gdb,) = fake.gdb
+    assert (gdb.listen.host, gdb.listen.port, gdb.start_stopped) == ("127.0.0.1", 1234, True)
+    status, _out, err = run_main(capsys, "run", "--kernel", str(kernel), "--serial", "none", "-S")
+    assert status != 0 and "-S" in err and len(fake.gdb) == 1
 
 
 def test_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, kernel: Path) -> None:

@@ -49,8 +49,16 @@ def test_registers_memory_and_ctrl_c_against_the_real_hypervisor(served) -> None
     status = int.from_bytes(bytes.fromhex(words[32].decode()), "little")
     assert status & 0x0040_0004 == 0x0040_0004                      # BEV and ERL, as after reset
     assert gdb.ask(f"m{ENTRY:x},{len(code):x}".encode()) == code.hex().encode()
-    assert gdb.ask(b"m1000,4") == b"E14"                            # kuseg: no translation without a TLB
-    assert gdb.ask(f"Z0,{ENTRY:x},4".encode()) == b"E28"           # no guest debug in the hypervisor yet
+    # KVM_TRANSLATE: under the reset state's Status.ERL kuseg maps 1:1, kseg2 needs a TLB entry
+    assert gdb.ask(b"m1000,4") == code[:4].hex().encode()
+    assert gdb.ask(b"mc0000000,4") == b"E14"
+    assert gdb.ask(b"m80400000,4") == b"E14"                        # past the end of RAM
+    # a breakpoint on the loop's addiu: the hypervisor stops there, guest memory untouched
+    assert gdb.ask(f"Z0,{ENTRY + 0x14:x},4".encode()) == b"OK"
+    assert gdb.ask(b"c") == b"T05swbreak:;thread:1;"
+    assert int.from_bytes(bytes.fromhex(gdb.ask(b"p25").decode()), "little") == ENTRY + 0x14
+    assert gdb.ask(f"m{ENTRY:x},{len(code):x}".encode()) == code.hex().encode()
+    assert gdb.ask(f"z0,{ENTRY + 0x14:x},4".encode()) == b"OK"
 
     gdb.send(b"vCont;c")
     assert gdb.next_event().kind is EventKind.ACK

@@ -34,15 +34,17 @@ from kvmpy.arch.mips.uapi import (
 )
 from kvmpy.kvm.api import Cap as GenericCap
 from kvmpy.kvm.backend import VcpuServices
+from kvmpy.kvm.debug import DebugKind, GuestDebug, Translation, WatchKind
 from kvmpy.kvm.errors import (
     CreateVcpuError,
     CreateVmError,
     EnableCapError,
+    GuestDebugError,
     InterruptError,
     MemoryRegionError,
     RegisterAccessError,
 )
-from kvmpy.kvm.exits import Exit
+from kvmpy.kvm.exits import DebugExit, Exit
 from kvmpy.kvm.memory import MemorySlot, SlotTable
 from kvmpy.kvm.settings import JitSettings
 from kvmpy.sim.hostphys import HPA_SPACE_32BIT, HostPhysAllocator, HostPhysExhaustedError
@@ -56,6 +58,14 @@ MAX_VCPUS = 8
 MAX_GUEST_ID = 255
 GPA_SPACE_BYTES = 1 << 32  # MIPS32: 32-bit guest physical addresses
 FIRST_IRQ_PIN, LAST_IRQ_PIN = 2, 7  # the core's hardware interrupt inputs IP2..IP7
+
+# The core's debug unit: instruction comparators serve hardware and
+# software breakpoints alike (software ones are only not counted as
+# hardware), data comparators serve watchpoints.
+IBREAK_COMPARATORS = 256
+HW_BREAKPOINTS = 4
+HW_WATCHPOINTS = 4
+KSEG0, KSEG2 = 0x8000_0000, 0xC000_0000
 
 _BUILD_HINT = "build it with `python3 setup.py build_ext --inplace`"
 
@@ -99,6 +109,9 @@ class MipsHost:
             GenericCap.MAX_VCPUS: MAX_VCPUS,
             GenericCap.ONE_REG: 1,
             GenericCap.READONLY_MEM: 1,
+            GenericCap.SET_GUEST_DEBUG: 1,
+            GenericCap.GUEST_DEBUG_HW_BPS: HW_BREAKPOINTS,
+            GenericCap.GUEST_DEBUG_HW_WPS: HW_WATCHPOINTS,
             Cap.MIPS_VZ: 1,
             Cap.MIPS_TE: 1,
             Cap.MIPS_TE_DYNTRANS: 1,
@@ -205,7 +218,7 @@ class MipsVm:
             impl = VzVcpu(
                 cpu, self.slots, self.guest_id, services.vcpu_id, services.stats, services.wait_for_wakeup
             )
-        vcpu = MipsVcpu(cpu, impl)
+        vcpu = MipsVcpu(cpu, impl, self.vm_type)
         self.vcpus.append(vcpu)
         return vcpu
 
@@ -213,13 +226,16 @@ class MipsVm:
 class MipsVcpu:
     """The MIPS part of a vCPU: the core, the mode's root-event handler, IP2..IP7 and registers."""
 
-    def __init__(self, cpu: Cpu, impl: RootEventHandler) -> None:
+    def __init__(self, cpu: Cpu, impl: RootEventHandler, vm_type: VmType = VmType.VZ) -> None:
         from kvmpy.arch.mips.hw.defs import Stop
 
         self.cpu = cpu
         self.impl = impl
+        self.vm_type = vm_type
         self._irq_lines = 0  # bit 0 = IP2
         self._stop_kick = int(Stop.KICK)
+        self._stop_debug = int(Stop.DEBUG)
+        self._debug = GuestDebug()
         # Called once per KVM_RUN or per kick: bound straight to who does the work.
         self.complete_pending = impl.complete_pending
         self.kick = cpu.kick
@@ -230,7 +246,95 @@ class MipsVcpu:
         stop = impl.enter(budget)
         if stop == self._stop_kick:
             return None
+        if stop == self._stop_debug and self.cpu.dbg_cause:
+            return self._debug_exit()
         return impl.handle(stop)
+
+    # ---------------------------------------------------------------- debugging
+    def set_guest_debug(self, debug: GuestDebug) -> None:
+        if not debug.enable:
+            self.cpu.set_debug(False, False, (), ())
+            self._debug = debug
+            return
+        if len(debug.hw_breakpoints) > HW_BREAKPOINTS:
+            raise GuestDebugError(
+                f"{len(debug.hw_breakpoints)} hardware breakpoints; the core has {HW_BREAKPOINTS}"
+            )
+        if len(debug.watchpoints) > HW_WATCHPOINTS:
+            raise GuestDebugError(f"{len(debug.watchpoints)} watchpoints; the core has {HW_WATCHPOINTS}")
+        pcs = sorted({a & 0xFFFFFFFF for a in debug.sw_breakpoints | debug.hw_breakpoints})
+        if len(pcs) > IBREAK_COMPARATORS:
+            raise GuestDebugError(f"{len(pcs)} breakpoints; the core compares {IBREAK_COMPARATORS}")
+        kind_bits = {WatchKind.READ: 1, WatchKind.WRITE: 2, WatchKind.ACCESS: 3}
+        watches = []
+        for w in debug.watchpoints:
+            if not 1 <= w.length_bytes <= 1 << 16 or not 0 <= w.gva <= 0xFFFFFFFF:
+                raise GuestDebugError(f"watchpoint {w.gva:#x}+{w.length_bytes} is not a MIPS32 address range")
+            watches.append((w.gva, w.length_bytes, kind_bits[w.kind]))
+        self.cpu.set_debug(True, debug.single_step, pcs, watches)
+        self._debug = debug
+
+    def debug_resume_latch(self) -> None:
+        self.cpu.debug_resume_latch()
+
+    def _debug_exit(self) -> DebugExit:
+        cpu = self.cpu
+        cause, addr = cpu.dbg_cause, cpu.dbg_addr
+        cpu.dbg_cause = 0
+        pc = self.impl.pc
+        if cause == 2:
+            return DebugExit(pc, DebugKind.SINGLE_STEP)
+        if cause == 3:
+            kind = WatchKind.WRITE if cpu.dbg_access == 2 else WatchKind.READ
+            return DebugExit(pc, DebugKind.WATCHPOINT, watch_gva=addr, watch_kind=kind)
+        sw = addr in {a & 0xFFFFFFFF for a in self._debug.sw_breakpoints}
+        return DebugExit(pc, DebugKind.SW_BREAKPOINT if sw else DebugKind.HW_BREAKPOINT)
+
+    def translate(self, gva: int) -> Translation | None:
+        if gva > 0xFFFFFFFF:
+            return None
+        if self.vm_type == VmType.TE:
+            from kvmpy.arch.mips.te.cp0 import COMMPAGE_GVA, COMMPAGE_SIZE
+            from kvmpy.arch.mips.te.mmu import Mapping
+
+            if COMMPAGE_GVA <= gva < COMMPAGE_GVA + COMMPAGE_SIZE:
+                return None  # host memory the guest kernel sees, not guest RAM
+            if KSEG0 <= gva < KSEG2:
+                return Translation(gva & 0x1FFFFFFF, True, False)
+            m = self.impl.mmu.translate(gva)  # type: ignore[attr-defined]
+            if not isinstance(m, Mapping):
+                return None
+            return Translation(m.gpa, m.writable, gva < KSEG0)
+        if KSEG0 <= gva < KSEG2:
+            return Translation(gva & 0x1FFFFFFF, True, False)
+        gpa = self.cpu.guest_va_to_pa(gva)
+        if gpa is None:
+            return None
+        # the guest TLB walk answers where, not whether a store is allowed
+        return Translation(gpa, True, gva < KSEG0)
+
+    def tlb_snapshot(self) -> dict[str, list[str]]:
+        from kvmpy.arch.mips.hw.defs import Ctx, Tlb
+
+        def fmt(i: int, hi: int, mask: int, lo0: int, lo1: int, tail: str) -> str:
+            return f"{i:2d} hi={hi:08x} mask={mask:08x} lo0={lo0:08x} lo1={lo1:08x}{tail}"
+
+        def core(ctx: int) -> list[str]:
+            rows = []
+            for i in range(int(Tlb.ENTRIES)):
+                hi, mask, lo0, lo1, gid = self.cpu.tlb_read(ctx, i)
+                if (lo0 | lo1) & 2:  # a valid half
+                    rows.append(fmt(i, hi, mask, lo0, lo1, f" guestid={gid}" if ctx == Ctx.ROOT else ""))
+            return rows
+
+        if self.vm_type == VmType.TE:
+            guest = [
+                fmt(i, e.entryhi, e.pagemask, e.entrylo0, e.entrylo1, "")
+                for i, e in enumerate(self.impl.tlb.entries)  # type: ignore[attr-defined]
+                if (e.entrylo0 | e.entrylo1) & 2
+            ]
+            return {"guest": guest, "shadow": core(Ctx.ROOT)}
+        return {"guest": core(Ctx.GUEST), "root": core(Ctx.ROOT)}
 
     # ---------------------------------------------------------------- interrupts
     def irq_line(self, irq: int, level: bool) -> bool:

@@ -24,51 +24,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+# The KVM API's own types: the stub passes them through unchanged.
+from kvmpy.kvm import GuestDebug, GuestDebugError, WatchKind, Watchpoint
 
-class WatchKind(Enum):
-    """Which accesses a watchpoint stops on (gdb's Z2, Z3, Z4)."""
-
-    WRITE = "write"
-    READ = "read"
-    ACCESS = "access"
-
-
-@dataclass(frozen=True)
-class Watchpoint:
-    """A data watchpoint on the guest-virtual range [gva, gva + length_bytes)."""
-
-    gva: int
-    length_bytes: int
-    kind: WatchKind
-
-
-@dataclass(frozen=True)
-class GuestDebug:
-    """The argument of KVM_SET_GUEST_DEBUG: what the hypervisor watches for the next run().
-
-    - `enable`: False turns all debugging off (the other fields are ignored).
-    - `single_step`: run() returns after one guest instruction (a branch and
-      its delay slot count as one; an instruction the hypervisor emulates
-      counts as one; an exception taken instead counts as one, stopping at
-      the vector).
-    - `sw_breakpoints`: guest-virtual addresses compared with the PC before
-      each instruction by the hypervisor; guest memory is never written, so
-      the guest cannot see or overwrite them.
-    - `hw_breakpoints`: the same check, modelling the CPU's instruction
-      breakpoint registers (the hypervisor may limit their number).
-    - `watchpoints`: data accesses that overlap a range stop the vCPU
-      before the access takes effect (the PC is the accessing instruction's,
-      or its branch's when it sits in a delay slot).
-
-    Addresses are guest virtual in the address space the guest is running
-    in when the check happens (kernel and user code alike).
-    """
-
-    enable: bool = False
-    single_step: bool = False
-    sw_breakpoints: frozenset[int] = frozenset()
-    hw_breakpoints: frozenset[int] = frozenset()
-    watchpoints: tuple[Watchpoint, ...] = ()
+__all__ = [
+    "DebugExit", "DebugTarget", "GuestDebug", "GuestDebugError", "GuestMemoryError", "MonitorCommand",
+    "StopKind", "WatchKind", "Watchpoint",
+]
 
 
 class StopKind(Enum):
@@ -103,10 +65,6 @@ class DebugExit:
 
 class GuestMemoryError(Exception):
     """A guest-physical access outside the guest's RAM (or into memory that is not RAM)."""
-
-
-class GuestDebugError(Exception):
-    """KVM_SET_GUEST_DEBUG refused the request (e.g. more hardware breakpoints than the CPU has)."""
 
 
 @dataclass(frozen=True)

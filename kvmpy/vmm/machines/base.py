@@ -13,6 +13,7 @@ classes by name.
 from __future__ import annotations
 
 import mmap
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,16 @@ from typing import ClassVar
 from kvmpy.kvm import JitSettings, Kvm, KvmError, Vm
 from kvmpy.vmm.bus import Bus
 from kvmpy.vmm.errors import VmmError
+from kvmpy.vmm.gdbstub import GdbStub, mips32
+from kvmpy.vmm.gdbstub.arch import ArchDescription
+from kvmpy.vmm.gdbstub.kvm_target import KvmDebugTarget, RamRegion
+from kvmpy.vmm.gdbstub.options import GdbOptions
 from kvmpy.vmm.runner import RunOutcome, StopControl, StopReason, run_vcpu
 from kvmpy.vmm.serial import SerialBackend
+from kvmpy.vmm.sockets import SocketListenError
+
+# gdb's register description of each guest architecture kvmpy boots.
+GDB_ARCHES: dict[str, ArchDescription] = {"mips": mips32()}
 
 
 class MachineConfigError(VmmError):
@@ -206,10 +215,21 @@ class Machine(ABC):
         self.stop.request(StopReason.QUIT, "quit from the console")
         self.vcpu.kick()
 
-    def run(self, max_seconds: float | None = None) -> RunOutcome:
-        """Boot and run until the guest powers off or resets (and no_reboot), or the user quits."""
+    def run(self, max_seconds: float | None = None, gdb: GdbOptions | None = None) -> RunOutcome:
+        """Boot and run until the guest powers off or resets (and no_reboot), or the user quits.
+
+        With `gdb`, the vCPU runs under the gdb stub listening there (a
+        reset then ends the run, and `max_seconds` does not apply).
+        """
         # Input goes to the console device of the current (possibly rebooted) board.
         self.serial.start(self.receive_input)
+        if gdb is not None:
+            try:
+                return self._run_under_gdb(gdb)
+            except KvmError as exc:
+                raise VmmError(f"hypervisor error: {exc}") from exc
+            finally:
+                self.close_devices()
         try:
             while True:
                 outcome = run_vcpu(
@@ -232,6 +252,32 @@ class Machine(ABC):
             raise VmmError(f"hypervisor error: {exc}") from exc
         finally:
             self.close_devices()
+
+    def _run_under_gdb(self, gdb: GdbOptions) -> RunOutcome:
+        arch = GDB_ARCHES.get(self.arch)
+        if arch is None:
+            raise VmmError(f"the gdb stub has no register description for {self.arch} guests yet")
+        target = KvmDebugTarget(
+            self.vcpu, [RamRegion(0, self.ram)], self.mmio, self.pio, self.stop,
+            self.service_devices, self.handle_arch_exit,
+        )
+        try:
+            stub = GdbStub(target, arch, gdb.listen, start_stopped=gdb.start_stopped)
+        except (SocketListenError, OSError) as exc:
+            raise VmmError(f"--gdb: {exc}") from None
+        try:
+            where = stub.address
+            shown = where if isinstance(where, str) else f"tcp:{where[0]}:{where[1]}"
+            print(f"kvmpy: waiting for gdb on {shown}" if gdb.start_stopped
+                  else f"kvmpy: gdb stub on {shown}", file=sys.stderr, flush=True)
+            result = stub.serve()
+        finally:
+            stub.close()
+        if self.stop.reason is not None:
+            return RunOutcome(self.stop.reason, self.stop.detail)
+        if result.exit_code == 9:
+            return RunOutcome(StopReason.GDB_KILL, result.message)
+        return RunOutcome(StopReason.QUIT, result.message)
 
     def stats_report(self) -> str:
         """Exit statistics of the run: exits by reason, hypervisor traps, accesses by device."""

@@ -53,6 +53,8 @@ cdef enum:
     UT_MASK = UT_SIZE - 1
     NSETS = 6               # (root, guest) x (kernel, supervisor, user)
     CHECK_INTERVAL = 512    # instructions between timer/kick polls
+    DBG_MAX_IBP = 256       # instruction-address comparators of the debug unit
+    DBG_MAX_DWP = 4         # data-address comparators of the debug unit
 
 cdef enum UtTag:
     UT_INVALID = 0xFFFFFFFF  # a micro-TLB tag no masked address equals
@@ -222,6 +224,23 @@ cdef class Cpu:
     cdef int kick_flag
     cdef int irq_check
 
+    # The debug unit (EJTAG-like): instruction-address comparators, data
+    # comparators and single step, all looked at on the event-check path,
+    # which runs before every instruction only while the unit is armed.
+    cdef int dbg_on
+    cdef int dbg_step
+    cdef int dbg_nbp, dbg_nwp
+    cdef uint32_t dbg_bp[DBG_MAX_IBP]
+    cdef uint32_t dbg_wp_lo[DBG_MAX_DWP]
+    cdef uint32_t dbg_wp_len[DBG_MAX_DWP]
+    cdef int dbg_wp_kind[DBG_MAX_DWP]     # bit 0: loads, bit 1: stores
+    cdef uint64_t dbg_rf_ic                # the "resume" latch: no stop before the first
+    cdef uint32_t dbg_rf_pc                # instruction at this (icount, pc)
+    cdef int dbg_jit_saved
+    cdef public int dbg_cause              # why the last Stop.DEBUG: 0 SDBBP, 1 ibreak, 2 step, 3 data
+    cdef public uint32_t dbg_addr          # the matched address (data: the watched range's start)
+    cdef public int dbg_access             # data stops: 1 load, 2 store
+
     # current mode cache
     cdef int guest_mode
     cdef int ctx                   # 0 root, 1 guest
@@ -384,6 +403,91 @@ cdef class Cpu:
         for i in range(NTLB):
             if self.tlb[0][i].guestid == guestid:
                 self.write_tlb_entry(0, i, 0x80000000U + <uint32_t>i * 0x2000, 0, 0, 0, 0)
+
+    def set_debug(self, bint on, bint step, breakpoints, watchpoints):
+        """Arm (or disarm) the debug unit.
+
+        `breakpoints`: instruction addresses (any ASID, any mode);
+        `watchpoints`: (address, length in bytes, kind bits 1=load 2=store).
+        While armed, translated blocks are not run (every instruction is
+        checked by the interpreter). Raises ValueError beyond the comparators.
+        """
+        cdef int i
+        bps = list(breakpoints)
+        wps = list(watchpoints)
+        if len(bps) > DBG_MAX_IBP or len(wps) > DBG_MAX_DWP:
+            raise ValueError(f"the debug unit has {DBG_MAX_IBP} instruction and {DBG_MAX_DWP} data comparators")
+        for i in range(len(bps)):
+            self.dbg_bp[i] = bps[i] & 0xFFFFFFFF
+        self.dbg_nbp = len(bps)
+        for i in range(len(wps)):
+            self.dbg_wp_lo[i] = wps[i][0] & 0xFFFFFFFF
+            self.dbg_wp_len[i] = wps[i][1]
+            self.dbg_wp_kind[i] = wps[i][2]
+        self.dbg_nwp = len(wps)
+        self.dbg_step = step
+        if on and not self.dbg_on:
+            self.dbg_jit_saved = self.jit_on
+            self.jit_on = 0
+        elif self.dbg_on and not on:
+            self.jit_on = self.dbg_jit_saved
+        self.dbg_on = on
+
+    def debug_resume_latch(self):
+        """Set the latch that lets the next instruction run without a debug stop (KVM_RUN entry)."""
+        self.dbg_rf_ic = self.icount
+        if self.cp0[0][<int>Cp0.STATUS] & Status.EXL:
+            self.dbg_rf_pc = self.cp0[0][<int>Cp0.EPC]
+        else:
+            self.dbg_rf_pc = self.pc_
+
+    cdef int dbg_check(self, uint32_t pc, int bd, uint64_t ic) noexcept nogil:
+        cdef int i
+        cdef int first = ic == self.dbg_rf_ic and pc == self.dbg_rf_pc
+        if first:
+            return 0
+        if self.dbg_step and not bd:
+            # a branch and its delay slot are one step
+            self.dbg_cause = 2
+            self.dbg_addr = pc
+            return 1
+        for i in range(self.dbg_nbp):
+            if self.dbg_bp[i] == pc:
+                self.dbg_cause = 1
+                self.dbg_addr = pc
+                return 1
+        if self.dbg_nwp:
+            return self.dbg_data(pc)
+        return 0
+
+    cdef int dbg_data(self, uint32_t pc) noexcept nogil:
+        # The data comparators see the access the next instruction is about to make.
+        cdef uint32_t pa, insn, op, va, size, lo
+        cdef int i, acc
+        if self.xlat_nofault(pc, ACC_FETCH, &pa) or (pa >> 12) >= self.npages or self.page_ptr[pa >> 12] == 0:
+            return 0
+        insn = (<uint32_t*><uintptr_t>(self.page_ptr[pa >> 12] + (pa & 0xFFC)))[0]
+        op = insn >> 26
+        if op == 0x20 or op == 0x24 or op == 0x28:
+            size = 1
+        elif op == 0x21 or op == 0x25 or op == 0x29:
+            size = 2
+        elif op == 0x22 or op == 0x23 or op == 0x26 or op == 0x2A or op == 0x2B or op == 0x2E or op == 0x30 or op == 0x38:
+            size = 4
+        else:
+            return 0
+        acc = 2 if (op >= 0x28 and op != 0x30) else 1
+        va = self.gpr[RS(insn)] + sext16(insn & 0xFFFF)
+        if size == 4:
+            va &= ~3U    # lwl/lwr/swl/swr touch the aligned word
+        for i in range(self.dbg_nwp):
+            lo = self.dbg_wp_lo[i]
+            if (self.dbg_wp_kind[i] & acc) and va < lo + self.dbg_wp_len[i] and lo < va + size:
+                self.dbg_cause = 3
+                self.dbg_addr = lo
+                self.dbg_access = acc
+                return 1
+        return 0
 
     def kick(self):
         """Ask a running `run()` to return Stop.KICK at the next instruction boundary (thread-safe)."""
@@ -645,6 +749,13 @@ cdef class Cpu:
                             self.ev_ic = ic
                             left = 0
                             continue
+                if self.dbg_on:
+                    # the armed debug unit looks before every instruction
+                    self.ev_ic = ic + 1
+                    if self.dbg_check(pc, bd, ic):
+                        self.spill(pc, npc, bd, insn)
+                        self.icount = ic
+                        return Stop.DEBUG
                 left = <int64_t>(self.ev_ic - ic)
             # ---- fetch
             if unlikely((pc & 0xFFFFF003U) != ftag):
