@@ -17,6 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kvmpy.arch.mips.uapi import gp_reg
+from kvmpy.kvm.debug import WatchKind
 from kvmpy.vmm.gdbstub import GdbStub, GuestDebug, mips32
 from kvmpy.vmm.gdbstub.packets import Event, EventKind, PacketReader, escape_binary, frame, unescape_binary
 from kvmpy.vmm.sockets import ListenSpec
@@ -30,6 +31,8 @@ _STATEFUL_PREFIXES = (b"G", b"P", b"M", b"X", b"Z", b"z", b"c", b"s", b"C", b"S"
 _READ_PREFIXES = [b"g", b"p", b"m", b"?", b"q", b"qC", b"qAttached", b"qSupported:", b"qXfer:features:read:",
                   b"qXfer:features:read:target.xml:", b"qRcmd,", b"qfThreadInfo", b"qThreadExtraInfo,",
                   b"H", b"Hg", b"T", b"vCont?", b"vMustReplyEmpty", b"v", b"Q", b"!", b""]
+
+WATCH_KINDS = {b"2": WatchKind.WRITE, b"3": WatchKind.READ, b"4": WatchKind.ACCESS}
 
 
 def _is_hex(text: bytes) -> bool:
@@ -180,7 +183,10 @@ def check_writes(rig: Rig, packets: list[bytes]) -> None:
                 table = machine.debug.sw_breakpoints if ztype == b"0" else machine.debug.hw_breakpoints
                 assert (gva in table) == insert
             else:
-                present = any(w.gva == gva and w.length_bytes == int(size_text, 16)
+                # a z2 removes the write watchpoint only: a read (Z3) or access (Z4) one
+                # on the same range stays
+                kind = WATCH_KINDS[ztype]
+                present = any(w.gva == gva and w.length_bytes == int(size_text, 16) and w.kind is kind
                               for w in machine.debug.watchpoints)
                 assert present == insert
             assert bytes(machine.ram) == ram and machine.regs == regs
