@@ -23,18 +23,7 @@ from dataclasses import dataclass
 
 from kvmpy.arch.mips.decode import MemAccess, NotABranchError, branch_next_pc, decode_mem_access, hypcall_code
 from kvmpy.arch.mips.hw.cpu import Cpu
-from kvmpy.arch.mips.hw.defs import (
-    CAUSE_BD,
-    ELO_D,
-    ELO_G,
-    ELO_V,
-    MAX_PAGE_MASK,
-    ST_EXL,
-    Cp0,
-    Ctx,
-    ExcCode,
-    Stop,
-)
+from kvmpy.arch.mips.hw.defs import Cause, Cp0, Ctx, EntryLo, ExcCode, Status, Stop, Tlb, plain
 from kvmpy.kvm.exits import (
     DebugExit,
     Exit,
@@ -53,11 +42,14 @@ KVM_HC_MIPS_EXIT_VM = 1
 KVM_HC_MIPS_CONSOLE_OUTPUT = 2
 KVM_ENOSYS = 1000
 
+# plain ints for the exit paths: an IntEnum member lookup costs ten times a class attribute
+_Status, _Cause, _EntryLo = plain(Status), plain(Cause), plain(EntryLo)
+
 CACHEABLE = 3 << 3  # EntryLo.C: cacheable noncoherent, write-back
 UNCACHED = 2 << 3  # EntryLo.C: uncached
 
 # Page sizes a root TLB pair may use, largest first: (PageMask, bytes per page)
-PAGE_SIZES = [(((1 << s) - 1) & ~0x1FFF & MAX_PAGE_MASK, 1 << (s - 1)) for s in range(29, 12, -2)]
+PAGE_SIZES = [(((1 << s) - 1) & ~0x1FFF & Tlb.MAX_PAGEMASK, 1 << (s - 1)) for s in range(29, 12, -2)]
 
 # kvmpy.kvm.backend.WaitForWakeup: sleep until woken or timed out; True if a kick asks run() to return
 WaitForWakeup = Callable[[float | None], bool]
@@ -98,9 +90,9 @@ def slot_tlb_pair(slot: MemorySlot, gpa: int, cache: int = CACHEABLE) -> tuple[i
             if not slot.contains(half):
                 los.append(0)
                 continue
-            flags = ELO_V | ELO_G | cache
+            flags = _EntryLo.V | _EntryLo.G | cache
             if writable and (not logging or slot.is_dirty(half)):
-                flags |= ELO_D
+                flags |= _EntryLo.D
             los.append((((half + delta) >> 12) << 6) | flags)
         return base & 0xFFFFE000, mask, los[0], los[1]
     raise AssertionError("a 4 KiB pair always fits")
@@ -157,7 +149,7 @@ class RootEventHandler(ABC):
         self.cpu.cp0_write(Ctx.ROOT, *_EPC, value & 0xFFFFFFFF)
 
     def _in_root(self) -> bool:
-        return bool(self.cpu.cp0_read(Ctx.ROOT, *_STATUS) & ST_EXL)
+        return bool(self.cpu.cp0_read(Ctx.ROOT, *_STATUS) & _Status.EXL)
 
     @property
     def pc(self) -> int:
@@ -177,7 +169,7 @@ class RootEventHandler(ABC):
         return [self.cpu.get_gpr(i) for i in range(32)]
 
     def _in_delay_slot(self) -> bool:
-        return bool(self.cpu.cp0_read(Ctx.ROOT, *_CAUSE) & CAUSE_BD)
+        return bool(self.cpu.cp0_read(Ctx.ROOT, *_CAUSE) & _Cause.BD)
 
     def _trapped_insn(self) -> int:
         return self.cpu.cp0_read(Ctx.ROOT, *_BADINSTR)
@@ -191,7 +183,7 @@ class RootEventHandler(ABC):
         epc = self.root_epc
         if cause is None:
             cause = self.cpu.cp0_read(Ctx.ROOT, *_CAUSE)
-        if cause & CAUSE_BD:
+        if cause & _Cause.BD:
             branch = self.cpu.cp0_read(Ctx.ROOT, *_BADINSTRP)
             return branch_next_pc(branch, epc, self._gpr_list())
         return (epc + 4) & 0xFFFFFFFF

@@ -7,15 +7,6 @@ defs.pxd: Cython modules `cimport` them as C constants, Python code imports
 the IntEnums this module makes of them (`Status.EXL`, `Cp0.STATUS`...).
 """
 
-# The flat names kvmpy/arch/mips/hypervisor.py imports, derived from the enums
-# (not separate definitions); they go once that module uses the enums.
-ST_EXL = Status.EXL
-CAUSE_BD = Cause.BD
-ELO_G = EntryLo.G
-ELO_V = EntryLo.V
-ELO_D = EntryLo.D
-MAX_PAGE_MASK = Tlb.MAX_PAGEMASK
-
 
 def plain(enum_type):
     """The members of one of these enums as a plain class of int attributes.
