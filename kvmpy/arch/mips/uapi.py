@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+# the generic id encoding, re-exported: this module is what a VMM imports
+from kvmpy.kvm.onereg import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U32, KVM_REG_SIZE_U64, reg_size_bytes  # noqa: F401
+
 
 class VmType(IntEnum):
     """KVM_CREATE_VM machine types for MIPS (Linux: KVM_VM_MIPS_*)."""
@@ -40,9 +43,6 @@ class Cap(IntEnum):
 
 
 KVM_REG_MIPS = 0x7000000000000000
-KVM_REG_SIZE_U32 = 0x0020000000000000
-KVM_REG_SIZE_U64 = 0x0030000000000000
-KVM_REG_SIZE_MASK = 0x00F0000000000000
 
 KVM_REG_MIPS_GP = KVM_REG_MIPS | 0x0000000000000000
 KVM_REG_MIPS_CP0 = KVM_REG_MIPS | 0x0000000000010000
@@ -108,15 +108,6 @@ CP0_BY_ID: dict[int, tuple[str, int, int]] = {
     (cp0_64(r, s) if wide else cp0_32(r, s)): (name, r, s) for name, r, s, wide in CP0_REGISTERS
 }
 CP0_ID_BY_NAME: dict[str, int] = {name: rid for rid, (name, _r, _s) in CP0_BY_ID.items()}
-
-
-def reg_size_bytes(reg_id: int) -> int:
-    size = reg_id & KVM_REG_SIZE_MASK
-    if size == KVM_REG_SIZE_U32:
-        return 4
-    if size == KVM_REG_SIZE_U64:
-        return 8
-    return 0
 
 
 @dataclass

@@ -25,6 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+# the generic id encoding, re-exported: this module is what a VMM imports
+from kvmpy.kvm.onereg import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U32, KVM_REG_SIZE_U64, reg_size_bytes  # noqa: F401
+
 
 class VmType(IntEnum):
     """KVM_CREATE_VM machine types for the 440. A 440 has no hardware virtualization: TE only."""
@@ -51,9 +54,6 @@ KVM_INTERRUPT_UNSET = 0xFFFFFFFE
 KVM_INTERRUPT_SET_LEVEL = 0xFFFFFFFD
 
 KVM_REG_PPC = 0x1000000000000000
-KVM_REG_SIZE_U32 = 0x0020000000000000
-KVM_REG_SIZE_U64 = 0x0030000000000000
-KVM_REG_SIZE_MASK = 0x00F0000000000000
 
 # Linux's ids
 KVM_REG_PPC_IAC1 = KVM_REG_PPC | KVM_REG_SIZE_U64 | 0x2
@@ -116,15 +116,6 @@ def tlb_reg(index: int, word: int) -> int:
     if not (0 <= index < 64 and 0 <= word < 4):
         raise ValueError(f"guest TLB entry 0-63 and word 0-3, got {index}, {word}")
     return kvm_reg(TLB_IDS_BASE + 4 * index + word)
-
-
-def reg_size_bytes(reg_id: int) -> int:
-    size = reg_id & KVM_REG_SIZE_MASK
-    if size == KVM_REG_SIZE_U32:
-        return 4
-    if size == KVM_REG_SIZE_U64:
-        return 8
-    return 0
 
 
 @dataclass
