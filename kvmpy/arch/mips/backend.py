@@ -32,6 +32,7 @@ from kvmpy.arch.mips.uapi import (
     gp_reg,
     reg_size_bytes,
 )
+from kvmpy.arch.simhost import SimulatedHostMemory
 from kvmpy.kvm.api import Cap as GenericCap
 from kvmpy.kvm.backend import VcpuServices
 from kvmpy.kvm.debug import DebugKind, GuestDebug, Translation, WatchKind
@@ -47,7 +48,6 @@ from kvmpy.kvm.errors import (
 from kvmpy.kvm.exits import DebugExit, Exit
 from kvmpy.kvm.memory import MemorySlot, SlotTable
 from kvmpy.kvm.settings import JitSettings
-from kvmpy.sim.hostphys import HPA_SPACE_32BIT, HostPhysAllocator, HostPhysExhaustedError
 
 if TYPE_CHECKING:
     from kvmpy.arch.mips.hw.cpu import Cpu
@@ -67,7 +67,6 @@ HW_BREAKPOINTS = 4
 HW_WATCHPOINTS = 4
 KSEG0, KSEG2 = 0x8000_0000, 0xC000_0000
 
-_BUILD_HINT = "build it with `python3 setup.py build_ext --inplace`"
 
 
 class MipsBackend:
@@ -82,24 +81,16 @@ class MipsBackend:
 BACKEND = MipsBackend()
 
 
-class MipsHost:
+class MipsHost(SimulatedHostMemory):
     """One simulated MIPS host: host physical memory, its HPA allocator and the GuestID pool."""
 
     max_vcpus = MAX_VCPUS
 
     def __init__(self, jit: JitSettings) -> None:
+        super().__init__("kvmpy.arch.mips.hw.cpu", "MIPS")
         self.jit = jit
         self._lock = threading.Lock()
         self._next_guest_id = 1
-        self.hpa = HostPhysAllocator(HPA_SPACE_32BIT)
-        try:
-            import kvmpy.arch.mips.hw.cpu  # noqa: F401  (the core: checked here, used per vCPU)
-            from kvmpy.sim.physmem import PhysicalMemory
-        except ImportError as exc:
-            self.core_missing: str | None = f"the compiled MIPS core is missing ({exc}); {_BUILD_HINT}"
-            return
-        self.core_missing = None
-        self.phys = PhysicalMemory(HPA_SPACE_32BIT)
 
     def check_extension(self, cap: int) -> int:
         if self.core_missing is not None:
@@ -160,24 +151,11 @@ class MipsVm:
             vcpu.impl.rewrite = self.te_dyntrans  # type: ignore[attr-defined]
 
     # ---------------------------------------------------------------- memory
-    def _pin(self, gpa: int, buffer: object) -> int:
-        try:
-            hpa = self.host.hpa.allocate(gpa, len(memoryview(buffer)))  # type: ignore[arg-type]
-        except HostPhysExhaustedError as exc:
-            raise MemoryRegionError(str(exc)) from None
-        try:
-            self.host.phys.attach(hpa, buffer)
-        except ValueError as exc:
-            self.host.hpa.free(hpa)
-            raise MemoryRegionError(str(exc)) from exc
-        return hpa
-
     def prepare_memory_region(self, slot: MemorySlot) -> None:
-        slot.hpa = self._pin(slot.gpa, slot.buffer)
+        slot.hpa = self.host.pin(slot.gpa, slot.buffer)
 
     def release_memory_region(self, slot: MemorySlot) -> None:
-        self.host.phys.detach(slot.hpa)
-        self.host.hpa.free(slot.hpa)
+        self.host.unpin(slot.hpa)
 
     # ---------------------------------------------------------------- vCPUs
     def create_vcpu(self, services: VcpuServices) -> MipsVcpu:
@@ -205,7 +183,7 @@ class MipsVm:
             # kernel sees it, the guest physical address space does not.
             commpage = bytearray(COMMPAGE_SIZE)
             try:
-                hpa = self._pin(0, commpage)
+                hpa = self.host.pin(0, commpage)
             except MemoryRegionError as exc:
                 raise CreateVcpuError(f"no host memory for the TE commpage: {exc}") from None
             impl = TeVcpu(

@@ -44,25 +44,23 @@ from kvmpy.arch.ppc.uapi import (
     kvm_reg,
     reg_size_bytes,
 )
+from kvmpy.arch.simhost import SimulatedHostMemory
 from kvmpy.kvm.api import Cap as GenericCap
 from kvmpy.kvm.backend import VcpuServices
 from kvmpy.kvm.errors import (
     CreateVmError,
     EnableCapError,
     InterruptError,
-    MemoryRegionError,
     RegisterAccessError,
 )
 from kvmpy.kvm.memory import MemorySlot, SlotTable
 from kvmpy.kvm.settings import JitSettings
-from kvmpy.sim.hostphys import HPA_SPACE_32BIT, HostPhysAllocator, HostPhysExhaustedError
 
 if TYPE_CHECKING:
     from kvmpy.arch.ppc.te.vcpu import TeVcpu
 
 MAX_VCPUS = 1  # the 440EP is a single-core chip; Linux's 44x KVM had one vCPU too
 GPA_SPACE_BYTES = 1 << 32  # slots cover the 32-bit part of the 440's 36-bit real space
-_BUILD_HINT = "build it with `python3 setup.py build_ext --inplace`"
 
 
 class Ppc440Backend:
@@ -77,21 +75,13 @@ class Ppc440Backend:
 BACKEND = Ppc440Backend()
 
 
-class Ppc440Host:
+class Ppc440Host(SimulatedHostMemory):
     """One simulated 440 host: its physical memory and HPA allocator."""
 
     max_vcpus = MAX_VCPUS
 
     def __init__(self) -> None:
-        self.hpa = HostPhysAllocator(HPA_SPACE_32BIT)
-        try:
-            import kvmpy.arch.ppc.hw.core440  # noqa: F401  (the core: checked here, used per vCPU)
-            from kvmpy.sim.physmem import PhysicalMemory
-        except ImportError as exc:
-            self.core_missing: str | None = f"the compiled PowerPC 440 core is missing ({exc}); {_BUILD_HINT}"
-            return
-        self.core_missing = None
-        self.phys = PhysicalMemory(HPA_SPACE_32BIT)
+        super().__init__("kvmpy.arch.ppc.hw.core440", "PowerPC 440")
 
     def check_extension(self, cap: int) -> int:
         if self.core_missing is not None:
@@ -133,20 +123,10 @@ class Ppc440Vm:
         raise EnableCapError(f"capability {cap!r} cannot be enabled on a PowerPC 440 VM")
 
     def prepare_memory_region(self, slot: MemorySlot) -> None:
-        try:
-            hpa = self.host.hpa.allocate(slot.gpa, len(slot.buffer))
-        except HostPhysExhaustedError as exc:
-            raise MemoryRegionError(str(exc)) from None
-        try:
-            self.host.phys.attach(hpa, slot.buffer)
-        except ValueError as exc:
-            self.host.hpa.free(hpa)
-            raise MemoryRegionError(str(exc)) from exc
-        slot.hpa = hpa
+        slot.hpa = self.host.pin(slot.gpa, slot.buffer)
 
     def release_memory_region(self, slot: MemorySlot) -> None:
-        self.host.phys.detach(slot.hpa)
-        self.host.hpa.free(slot.hpa)
+        self.host.unpin(slot.hpa)
 
     def create_vcpu(self, services: VcpuServices) -> Ppc440Vcpu:
         from kvmpy.arch.ppc.hw.core440 import Core440
